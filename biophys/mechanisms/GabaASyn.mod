@@ -1,0 +1,71 @@
+COMMENT
+Inhibitory GABA_A synapse (NeuronIO protocol), deterministic release.
+Dual exponential g(t) = gmax f (exp(-t/tau_d) - exp(-t/tau_r)), normalised by
+f = 1/(exp(-tp/tau_d) - exp(-tp/tau_r)), tp = tau_r tau_d/(tau_d - tau_r) ln(tau_d/tau_r), so that one
+event of weight 1 peaks at gmax. Events of weight w add w to that peak (linear summation).
+An event at t = 0 releases like any other (there is no release bookkeeping that could divide by zero).
+Units: tau ms; gmax, g uS; e, v mV; i nA (positive outward).
+ENDCOMMENT
+
+NEURON {
+    POINT_PROCESS GabaASyn
+    RANGE tau_r, tau_d, gmax, e, i, g
+    NONSPECIFIC_CURRENT i
+    THREADSAFE
+}
+
+UNITS {
+    (nA) = (nanoamp)
+    (mV) = (millivolt)
+    (uS) = (microsiemens)
+}
+
+PARAMETER {
+    tau_r = 0.2 (ms)
+    tau_d = 8 (ms)
+    gmax = 0.001 (uS)
+    e = -80 (mV)
+}
+
+ASSIGNED {
+    v (mV)
+    i (nA)
+    g (uS)
+    factor
+}
+
+STATE {
+    A
+    B
+}
+
+INITIAL {
+    if (tau_r <= 0 || tau_d <= tau_r) {
+        VERBATIM
+        hoc_execerror("GabaASyn: need 0 < tau_r < tau_d", 0);
+        ENDVERBATIM
+    }
+    factor = 1/(exp(-peak_time()/tau_d) - exp(-peak_time()/tau_r))
+    A = 0
+    B = 0
+}
+
+BREAKPOINT {
+    SOLVE states METHOD cnexp
+    g = gmax*(B - A)
+    i = g*(v - e)
+}
+
+DERIVATIVE states {
+    A' = -A/tau_r
+    B' = -B/tau_d
+}
+
+NET_RECEIVE(weight) {
+    A = A + weight*factor
+    B = B + weight*factor
+}
+
+FUNCTION peak_time() (ms) {
+    peak_time = tau_r*tau_d/(tau_d - tau_r)*log(tau_d/tau_r)
+}

@@ -1,0 +1,233 @@
+"""Compile the project's NMODL mechanisms once into a hash-keyed cache and load them once per process.
+
+The cache holds one directory per source hash, ``<cache>/<sha256>/``, containing the architecture folder that
+``nrnivmodl`` makes (``x86_64/`` on Intel Linux) with ``libnrnmech.so`` in it. Compilation happens in a
+temporary directory inside the cache and is renamed into place under an ``fcntl`` lock, so concurrent
+processes never see a half-built library and never compile the same hash twice. NEURON itself is imported
+only by :func:`load_mechanisms`.
+
+Run ``python -m biophys.mechanisms.build`` to compile and print the cache directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MECHANISM_DIR = Path(__file__).resolve().parent
+CACHE_ENV = "NEURONCOMPUTE_CACHE"
+# Any mechanism defined here works as the probe; this one is present on every cell section.
+PROBE_MECHANISM = "NaTs2_t"
+_LIBRARY_STEM = "libnrnmech"
+
+_loaded_dir: Path | None = None
+
+
+class MechanismError(RuntimeError):
+    """Compiling or loading the NMODL mechanisms failed."""
+
+
+def mechanism_sources(source_dir: Path | None = None) -> list[Path]:
+    """The ``.mod`` files in ``source_dir`` (default: this package), sorted by file name."""
+    directory = Path(source_dir) if source_dir is not None else MECHANISM_DIR
+    if not directory.is_dir():
+        raise FileNotFoundError(f"mechanism source directory does not exist: {directory}")
+    return sorted(directory.glob("*.mod"), key=lambda p: p.name)
+
+
+@functools.cache
+def neuron_version() -> str:
+    """NEURON's version string, read without importing NEURON into this process."""
+    for distribution in ("neuron", "NEURON", "neuron-nightly", "neuron-gpu"):
+        try:
+            return f"{distribution} {importlib.metadata.version(distribution)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    nrniv = _neuron_tool("nrniv")
+    result = subprocess.run([str(nrniv), "--version"], capture_output=True, text=True, check=False)
+    version = result.stdout.strip()
+    if result.returncode != 0 or not version:
+        raise MechanismError(f"cannot determine the NEURON version from {nrniv}: {result.stderr.strip()}")
+    return version
+
+
+def mechanism_hash(source_dir: Path | None = None) -> str:
+    """sha256 (hex) over the sorted ``.mod`` file names and contents plus the NEURON version string."""
+    digest = hashlib.sha256()
+    digest.update(neuron_version().encode())
+    for path in mechanism_sources(source_dir):
+        digest.update(b"\0" + path.name.encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$NEURONCOMPUTE_CACHE/mechanisms``, else ``~/.cache/neuroncompute/mechanisms``."""
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "neuroncompute"
+    return base / "mechanisms"
+
+
+def find_library(build_dir: Path) -> Path | None:
+    """The compiled mechanism library inside ``build_dir``, or None if there is none.
+
+    nrnivmodl names its output folder after the machine (``x86_64``, ``aarch64``, ``arm64``) and, depending on
+    the NEURON version, puts the library directly in it or in its ``.libs`` subfolder; this machine's folder is
+    preferred, then any other.
+    """
+    if not build_dir.is_dir():
+        return None
+    arch_dirs = sorted(p for p in build_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    arch_dirs.sort(key=lambda p: p.name != platform.machine())
+    for arch_dir in arch_dirs:
+        for folder in (arch_dir, arch_dir / ".libs"):
+            for suffix in (".so", ".dylib"):
+                candidate = folder / f"{_LIBRARY_STEM}{suffix}"
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = None) -> Path:
+    """Compile the mechanisms unless the cache already holds them; return ``<cache>/<hash>/``.
+
+    The returned directory holds nrnivmodl's architecture folder (e.g. ``x86_64/libnrnmech.so``).
+    Raises MechanismError, with nrnivmodl's output, if compilation fails.
+    """
+    sources = mechanism_sources(source_dir)
+    if not sources:
+        raise MechanismError(f"no .mod files in {source_dir or MECHANISM_DIR}")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    key = mechanism_hash(source_dir)
+    target = cache / key
+    if find_library(target) is not None:
+        return target
+    with _exclusive_lock(cache / f".{key}.lock"):
+        # Another process may have finished the same build while this one waited for the lock.
+        if find_library(target) is not None:
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
+        try:
+            for source in sources:
+                shutil.copy2(source, staging / source.name)
+            _run_nrnivmodl(staging, sources)
+            # mkdtemp makes the folder private; a cache shared between users needs the usual mode.
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)
+            if target.exists():
+                # A leftover without a library (e.g. removed by hand) would block the rename.
+                shutil.rmtree(target)
+            os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
+
+
+def load_mechanisms(cache_dir: Path | None = None) -> Path:
+    """Compile if needed and load the mechanisms into this process, once; return the build directory.
+
+    A second call returns at once. If the mechanisms were already loaded by some other route (the probe
+    mechanism exists in NEURON), the library is not loaded again, which would fail with
+    "user defined name already exists".
+    """
+    global _loaded_dir
+    if _loaded_dir is not None:
+        return _loaded_dir
+    build_dir = compile_mechanisms(cache_dir)
+    from neuron import h
+
+    if not _mechanism_exists(h, PROBE_MECHANISM):
+        library = find_library(build_dir)
+        if library is None:
+            raise MechanismError(f"no {_LIBRARY_STEM} library in {build_dir}")
+        if not h.nrn_load_dll(str(library)):
+            raise MechanismError(f"NEURON could not load {library}")
+        if not _mechanism_exists(h, PROBE_MECHANISM):
+            raise MechanismError(f"{library} loaded but does not define {PROBE_MECHANISM}")
+    _loaded_dir = build_dir
+    return build_dir
+
+
+def _mechanism_exists(h, name: str) -> bool:
+    """Whether a density mechanism or point process called ``name`` is registered in NEURON."""
+    for kind in (0, 1):
+        mechanisms = h.MechanismType(kind)
+        selected = h.ref("")
+        for index in range(int(mechanisms.count())):
+            mechanisms.select(index)
+            mechanisms.selected(selected)
+            if selected[0] == name:
+                return True
+    return False
+
+
+def _neuron_tool(name: str) -> Path:
+    """A NEURON executable from the running interpreter's bin directory (a venv), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise MechanismError(f"{name} not found next to {sys.executable} nor on PATH; is NEURON installed?")
+    return Path(found)
+
+
+def _run_nrnivmodl(workdir: Path, sources: list[Path]) -> None:
+    """Run nrnivmodl in ``workdir`` (which holds copies of ``sources``); raise MechanismError on failure."""
+    nrnivmodl = _neuron_tool("nrnivmodl")
+    result = subprocess.run(
+        [str(nrnivmodl)], cwd=workdir, capture_output=True, text=True, check=False
+    )
+    output = result.stdout + result.stderr
+    if result.returncode == 0 and find_library(workdir) is not None:
+        return
+    # nocmodl reports the offending file by name; list those so the error is readable without the log.
+    culprits = [s.name for s in sources if _mentioned_in_errors(s.name, output)]
+    named = ", ".join(culprits) if culprits else ", ".join(s.name for s in sources)
+    raise MechanismError(
+        f"nrnivmodl failed (exit {result.returncode}) compiling {named}; output:\n{output.strip()}"
+    )
+
+
+def _mentioned_in_errors(file_name: str, output: str) -> bool:
+    """Whether ``file_name`` appears on an output line that is more than nrnivmodl's progress listing."""
+    progress_words = ("translating", "compiling", "->", "mod_func")
+    for line in output.splitlines():
+        lowered = line.lower()
+        if file_name.lower() in lowered and not any(word in lowered for word in progress_words):
+            return True
+    return False
+
+
+@contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``path`` (created if missing) for the duration of the block."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def main() -> None:
+    """Compile (if needed) and print the cache directory holding the compiled mechanisms."""
+    print(compile_mechanisms())
+
+
+if __name__ == "__main__":
+    main()
