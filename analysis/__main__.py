@@ -1,0 +1,102 @@
+"""``python -m analysis``: score trained surrogates on held-out NeuronIO data and write comparison reports.
+
+User errors (missing or incompatible runs and stores, bad options) print one line to stderr and exit with 2;
+files are written to a temporary name and renamed, so nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from analysis.evaluate import AnalysisError, evaluate_run
+from analysis.report import write_report
+
+EXIT_USAGE = 2
+
+
+def _burn_in(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 ms, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Evaluate surrogate models (ELM, Branch-ELM, TCN, LSTM) against the NEURON simulations of a "
+        "NeuronIO store: spike ROC AUC, TPR at 0.25 %% and 1 %% FPR, soma RMSE/MAE/explained variance, spike "
+        "timing (coincidence factor), parameters, multiply-adds per ms and inference speed.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, metavar="STORE",
+                       help="NeuronIO store (Zarr) of held-out simulations to score on; every whole simulation "
+                       "is scored after the burn-in")
+        p.add_argument("--valid", metavar="STORE",
+                       help="validation store on which the spike threshold for the timing metrics is chosen "
+                       "(default: chosen on --data itself, which is optimistic and marked so)")
+        p.add_argument("--burn-in", type=_burn_in, default=150, metavar="MS",
+                       help="milliseconds at the start of every simulation excluded from all metrics, while the "
+                       "model's state catches up with the input (default: 150)")
+
+    ev = sub.add_parser("evaluate", help="score one run; print or write its metrics as JSON",
+                        description="Score one training run on a store and print its metrics as JSON.")
+    ev.add_argument("run", metavar="RUN", help="run directory written by `python -m surrogate train`")
+    common(ev)
+    ev.add_argument("--out", metavar="FILE", help="write the metrics JSON to FILE instead of stdout")
+    ev.set_defaults(func=_evaluate)
+
+    rep = sub.add_parser("report", help="score several runs; write report.md, metrics.json and figures",
+                         description="Score every run on a store and write OUT/report.md (metrics table, figures), "
+                         "OUT/metrics.json and OUT/figures/*.png.")
+    rep.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `python -m surrogate train`")
+    common(rep)
+    rep.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    rep.set_defaults(func=_report)
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    result = evaluate_run(args.run, args.data, burn_in_ms=args.burn_in, valid_store=args.valid)
+    text = json.dumps(result, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise AnalysisError(f"cannot write {out}: folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {out}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"--out {out} exists and is not a directory")
+    print(f"wrote {write_report(args.runs, args.data, out, valid_store=args.valid, burn_in_ms=args.burn_in)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Evaluate a trained surrogate on whole held-out simulations of a NeuronIO store.
+
+Each simulation is run from t = 0 and scored after one burn-in (default 150 ms), so every bin after the burn-in
+counts once (shared/specs/elm.md, "Evaluation conventions"). The spike threshold for the timing metrics is chosen
+on a validation store when one is given; otherwise on the evaluated store itself, which is optimistic and said so
+in the result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis import cost, metrics
+from biophys.dataset import NeuronIOStore, StoreError
+from surrogate.data import NeuronIOArrays, predict_store
+from surrogate.models import model_input_width
+from surrogate.run import Run, RunError, load_run
+
+TPR_FPRS = (0.0025, 0.01)
+
+
+class AnalysisError(ValueError):
+    """Inputs that cannot be evaluated together: a broken run or store, or a run trained on other data."""
+
+
+@dataclass
+class Evaluation:
+    """One run scored on one store: the JSON-ready ``metrics`` and the ``predictions`` of
+    :func:`surrogate.data.predict_store` (for figures), with the run it came from."""
+
+    run: Run
+    metrics: dict
+    predictions: dict
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """:func:`surrogate.run.load_run`, with its errors as :class:`AnalysisError`."""
+    try:
+        return load_run(run_dir)
+    except RunError as exc:
+        raise AnalysisError(f"cannot use run {run_dir}: {exc}") from None
+
+
+def open_store(path: str | Path) -> NeuronIOStore:
+    """A store reader, with its errors as :class:`AnalysisError`."""
+    try:
+        return NeuronIOStore(path)
+    except StoreError as exc:
+        raise AnalysisError(f"cannot use data store {path}: {exc}") from None
+
+
+def load_arrays(store: NeuronIOStore) -> NeuronIOArrays:
+    try:
+        return NeuronIOArrays.from_store(store)
+    except StoreError as exc:
+        raise AnalysisError(str(exc)) from None
+
+
+def _cell(provenance: dict) -> dict | None:
+    """The cell record of a store's provenance, or of a run's record of a store (which may nest it)."""
+    if not isinstance(provenance, dict):
+        return None
+    if isinstance(provenance.get("cell"), dict):
+        return provenance["cell"]
+    return _cell(provenance.get("provenance"))
+
+
+def check_compatible(run: Run, store: NeuronIOStore) -> dict:
+    """Check that ``run`` can be scored on ``store``: input width and the simulated cell.
+
+    Returns:
+        {"synapses": "ok", "cell": "ok" | "unverified: <why>"}.
+    Raises:
+        AnalysisError: the synapse counts differ, or the training store's cell differs from this store's
+            (the message names the differing fields and both values).
+    """
+    width = model_input_width(run.model)
+    if width != store.n_synapses:
+        raise AnalysisError(f"run {run.path} expects {width} input synapses but store {store.path} has "
+                            f"{store.n_synapses}; evaluate on data from the same cell and synapse layout")
+    trained = _cell(run.data_provenance.get("train", {}))
+    here = _cell(store.provenance)
+    if trained is None or here is None:
+        which = "the run's training data" if trained is None else f"store {store.path}"
+        return {"synapses": "ok", "cell": f"unverified: {which} records no cell provenance"}
+    differing = sorted(k for k in set(trained) & set(here) if trained[k] != here[k])
+    if differing:
+        details = "; ".join(f"{k}: trained on {trained[k]!r}, store has {here[k]!r}" for k in differing)
+        raise AnalysisError(f"run {run.path} was trained on another cell than store {store.path} holds ({details})")
+    return {"synapses": "ok", "cell": "ok"}
+
+
+def _timing_inputs(pred: dict) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """Per-simulation (true spike times inside the scored stretch, probabilities, offsets) for metrics.spike_timing."""
+    offset = pred["offset_ms"]
+    end = offset + pred["spike_prob"].shape[1]
+    # a spike at t lies in bin int(t − 0.5): the scored bins [offset, end) hold t in [offset + 0.5, end + 0.5)
+    true = [t[(t >= offset + 0.5) & (t < end + 0.5)] for t in pred["spike_times_ms"]]
+    return true, list(pred["spike_prob"]), [offset] * len(true)
+
+
+def score(pred: dict) -> dict:
+    """Spike and voltage metrics of one prediction dict (see :func:`surrogate.data.predict_store`)."""
+    fpr, tpr = metrics.roc(pred["spike_true"], pred["spike_prob"]) if pred["spike_true"].any() else (None, None)
+    return {
+        "spike_auc": metrics.spike_auc(pred["spike_true"], pred["spike_prob"]),
+        "tpr_at_fpr": {f"{f:.2%}": (metrics.tpr_at_fpr(fpr, tpr, f) if fpr is not None else math.nan)
+                       for f in TPR_FPRS},
+        **metrics.soma_errors(pred["soma_true_mv"], pred["soma_pred_mv"]),
+    }
+
+
+def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store: NeuronIOStore | None = None,
+             data: NeuronIOArrays | None = None) -> Evaluation:
+    """Score an opened run on an opened store (``data``: the store's arrays, when already loaded).
+
+    Raises:
+        AnalysisError: incompatible run and store(s), or a burn-in that leaves nothing to score.
+    """
+    compatibility = check_compatible(run, store)
+    if valid_store is not None:
+        check_compatible(run, valid_store)
+    data = load_arrays(store) if data is None else data
+    if not 0 <= burn_in_ms < data.n_time:
+        raise AnalysisError(f"burn-in {burn_in_ms} ms leaves nothing of {data.n_time} ms simulations to score")
+
+    with torch.no_grad():  # warm-up: one-time costs (extension loading, allocator) stay out of the timing
+        run.model(torch.zeros(1, min(data.n_time, 64), data.n_synapses))
+    start = time.perf_counter()
+    pred = predict_store(run.model, data, burn_in_ms)
+    wall_s = time.perf_counter() - start
+
+    true, probs, offsets = _timing_inputs(pred)
+    if valid_store is not None:
+        valid_pred = predict_store(run.model, load_arrays(valid_store), burn_in_ms)
+        threshold = metrics.choose_threshold(*_timing_inputs(valid_pred))
+        source = f"validation store {valid_store.path}"
+    else:
+        threshold = metrics.choose_threshold(true, probs, offsets)
+        source = "the evaluated store itself (no validation store given): optimistic"
+    timing = metrics.spike_timing(true, probs, threshold, offsets)
+    timing["threshold_source"] = source
+
+    macs, macs_method = cost.macs_per_ms(run.model, data.n_synapses)
+    neuron_wall, neuron_reason = cost.neuron_wall_seconds(store.provenance)
+    speed = cost.inference_speed(data.n_sims * data.n_time, wall_s, data.n_sims * data.n_time, neuron_wall,
+                                 neuron_reason)
+    speed["torch_threads"] = torch.get_num_threads()
+
+    result = {
+        "name": run.path.name,
+        "run": str(run.path),
+        "model": run.config.get("model"),
+        "store": str(store.path),
+        "n_sims": data.n_sims,
+        "sim_ms": data.n_time,
+        "burn_in_ms": burn_in_ms,
+        "scored_ms": data.n_sims * (data.n_time - burn_in_ms),
+        **score(pred),
+        "spike_timing": timing,
+        "params": cost.num_params(run.model),
+        "macs_per_ms": macs,
+        "macs_method": macs_method,
+        "speed": speed,
+        "compatibility": compatibility,
+        "epochs_trained": len(run.history),
+    }
+    return Evaluation(run=run, metrics=json_safe(result), predictions=pred)
+
+
+def evaluate_run(run_dir: str | Path, store_path: str | Path, burn_in_ms: int = 150,
+                 valid_store: str | Path | None = None) -> dict:
+    """Score the run in ``run_dir`` on every whole simulation of ``store_path`` after ``burn_in_ms``.
+
+    Returns:
+        JSON-ready dict: spike_auc, tpr_at_fpr {"0.25%", "1.00%"}, rmse_mV, mae_mV, explained_variance,
+        spike_timing (threshold, precision, recall, coincidence_factor, …), params, macs_per_ms, speed
+        (simulated s per wall s, ratio to NEURON or null with a reason), compatibility, and where it came from.
+        Undefined values (e.g. AUC without any spike) are null.
+    Raises:
+        AnalysisError: unreadable run or store, or a run that does not fit the store (synapses, cell).
+    """
+    run = open_run(run_dir)
+    store = open_store(store_path)
+    valid = open_store(valid_store) if valid_store is not None else None
+    return evaluate(run, store, burn_in_ms, valid).metrics
+
+
+def json_safe(obj):
+    """``obj`` with NaN/inf floats replaced by None and NumPy scalars by Python ones (strict JSON)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,243 @@
+"""The comparison report: every run scored on one store, a Markdown table, figures and provenance.
+
+``write_report`` evaluates all runs before it writes anything, so bad inputs leave ``out_dir`` untouched; each
+file is then written to a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from analysis import learned, metrics, plots
+from analysis.evaluate import AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store
+from biophys.dataset import NeuronIOStore
+from biophys.provenance import git_commit
+from surrogate.data import NeuronIOArrays
+
+FIGURES_DIR = "figures"
+TRACE_MS = 2000  # longest stretch of one simulation shown in the voltage-trace figure
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _unique_names(evaluations: list[Evaluation]) -> list[str]:
+    """Run directory names, made unique with a suffix where two runs share one."""
+    names, seen = [], {}
+    for ev in evaluations:
+        name = ev.metrics["name"]
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return names
+
+
+def _fmt(value, digits: int = 3, percent: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if percent:
+        return f"{100 * value:.1f} %"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _fmt_speed(speed: dict) -> tuple[str, str]:
+    rate = f"{speed['simulated_s_per_wall_s']:.3g}"
+    ratio = "n/a" if speed["speedup_vs_neuron"] is None else f"{speed['speedup_vs_neuron']:.3g}×"
+    return rate, ratio
+
+
+def metrics_table(names: list[str], results: list[dict]) -> str:
+    """The Markdown table of the main metrics, one row per run."""
+    header = ("| run | model | params | MACs/ms | spike AUC | TPR @ 0.25 % FPR | TPR @ 1 % FPR | RMSE (mV) | "
+              "MAE (mV) | expl. var. | Γ (±2 ms) | precision | recall | sim s / wall s | vs NEURON |")
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, r in zip(names, results):
+        timing = r["spike_timing"]
+        rate, ratio = _fmt_speed(r["speed"])
+        rows.append(
+            f"| {name} | {r['model']} | {_fmt(r['params'])} | {_fmt(r['macs_per_ms'])} | {_fmt(r['spike_auc'], 4)} "
+            f"| {_fmt(r['tpr_at_fpr']['0.25%'], percent=True)} | {_fmt(r['tpr_at_fpr']['1.00%'], percent=True)} "
+            f"| {_fmt(r['rmse_mV'])} | {_fmt(r['mae_mV'])} | {_fmt(r['explained_variance'])} "
+            f"| {_fmt(timing['coincidence_factor'])} | {_fmt(timing['precision'])} | {_fmt(timing['recall'])} "
+            f"| {rate} | {ratio} |"
+        )
+    return "\n".join(rows)
+
+
+def _trace_window(data: NeuronIOArrays, burn_in_ms: int) -> tuple[int, slice]:
+    """The simulation with the most output spikes after the burn-in, and up to TRACE_MS of it after the burn-in."""
+    counts = data.spike_labels[:, burn_in_ms:].sum(axis=1)
+    sim = int(np.argmax(counts))
+    return sim, slice(burn_in_ms, min(data.n_time, burn_in_ms + TRACE_MS))
+
+
+def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore, data: NeuronIOArrays,
+             burn_in_ms: int, fig_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """Write every figure that applies; return ([(caption, path)], [notes on skipped figures])."""
+    figures, notes = [], []
+    preds = [ev.predictions for ev in evaluations]
+
+    curves = {n: metrics.roc(p["spike_true"], p["spike_prob"]) for n, p in zip(names, preds)
+              if p["spike_true"].any()}
+    if curves:
+        aucs = {n: ev.metrics["spike_auc"] for n, ev in zip(names, evaluations)}
+        figures.append(("ROC curves of output spike prediction (log false-positive rate)",
+                        plots.plot_roc(curves, fig_dir / "roc.png", aucs)))
+    else:
+        notes.append("ROC curves: the evaluated store holds no output spikes after the burn-in.")
+
+    sim, window = _trace_window(data, burn_in_ms)
+    row = window.start - burn_in_ms, window.stop - burn_in_ms
+    time_ms = np.arange(window.start, window.stop, dtype=np.float64)
+    true_spikes = data.spike_times_ms[sim]
+    true_spikes = true_spikes[(true_spikes >= window.start) & (true_spikes < window.stop)]
+    pred_spikes = {}
+    for n, ev, p in zip(names, evaluations, preds):
+        bins = metrics.predicted_spike_bins(p["spike_prob"][sim, row[0]:row[1]], ev.metrics["spike_timing"]["threshold"])
+        pred_spikes[n] = window.start + bins + 1.0
+    figures.append((
+        f"Somatic voltage of simulation {int(data.sim_ids[sim])}: NEURON vs each surrogate, above the input raster "
+        "(predicted spikes at each model's chosen threshold)",
+        plots.plot_traces(time_ms, data.soma_mv[sim, window], {n: p["soma_pred_mv"][sim, row[0]:row[1]]
+                                                               for n, p in zip(names, preds)},
+                          data.spikes[sim, window], data.signs, true_spikes, pred_spikes, fig_dir / "traces.png",
+                          title=f"Simulation {int(data.sim_ids[sim])}: somatic voltage and input"),
+    ))
+
+    points = [{"name": n, "params": ev.metrics["params"], "auc": ev.metrics["spike_auc"],
+               "rmse_mV": ev.metrics["rmse_mV"]} for n, ev in zip(names, evaluations)]
+    figures.append(("Spike AUC and soma RMSE vs parameter count, beside the published results on the original "
+                    "NeuronIO data (another cell and dataset: a reference, not a target)",
+                    plots.plot_cost_tradeoff(points, fig_dir / "tradeoff.png")))
+
+    histories = {n: ev.run.history for n, ev in zip(names, evaluations) if ev.run.history}
+    if histories:
+        figures.append(("Training curves (per validation)", plots.plot_training_curves(histories, fig_dir / "training.png")))
+    else:
+        notes.append("Training curves: no run recorded a training history.")
+
+    elms = [(n, ev.run.model) for n, ev in zip(names, evaluations) if learned.is_elm(ev.run.model)]
+    if not elms:
+        notes.append("τ_m and learned synaptic weights: no ELM among the runs.")
+        return figures, notes
+    figures.append(("ELM memory time constants τ_m (filled: used by the model; hollow: initial log-spaced values)",
+                    plots.plot_tau_m({n: learned.tau_m_ms(m) for n, m in elms}, fig_dir / "tau_m.png",
+                                     {n: learned.initial_tau_m_ms(m) for n, m in elms})))
+    synapses = store.synapses()
+    exc = (synapses["kind"] == "exc").to_numpy()
+    for n, model in elms:
+        w = learned.input_weights(model)
+        figures.append((f"{n}: learned synaptic weight per input vs path distance from the soma",
+                        plots.plot_weight_vs_distance(synapses["distance_um"].to_numpy(), w,
+                                                      synapses["kind"].to_numpy(), fig_dir / f"weights_distance_{n}.png",
+                                                      title=f"{n}: w_s vs distance from soma")))
+        figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by learned weight",
+                        plots.plot_morphology_weights(synapses["pos_x_um"].to_numpy()[exc],
+                                                      synapses["pos_y_um"].to_numpy()[exc], w[exc],
+                                                      fig_dir / f"morphology_{n}.png",
+                                                      title=f"{n}: excitatory w_s on the morphology")))
+    return figures, notes
+
+
+def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Path]], notes: list[str],
+              out_dir: Path, store: NeuronIOStore, valid: NeuronIOStore | None, burn_in_ms: int, commit: str) -> str:
+    first = results[0]
+    timing_sources = sorted({r["spike_timing"]["threshold_source"] for r in results})
+    speed_notes = sorted({r["speed"]["speedup_reason"] for r in results if r["speed"]["speedup_reason"]})
+    cells = sorted({r["compatibility"]["cell"] for r in results})
+    lines = [
+        "# Surrogate comparison report",
+        "",
+        f"{len(results)} run(s) scored on {first['n_sims']} whole held-out simulations of {first['sim_ms']} ms "
+        f"from `{store.path}`, each after one {burn_in_ms} ms burn-in ({first['scored_ms'] / 1000:.1f} s scored).",
+        "",
+        "## Metrics",
+        "",
+        metrics_table(names, results),
+        "",
+        "- Spike AUC and TPR at fixed FPR are over all 1 ms bins after the burn-in; TPR between ROC vertices is "
+        "interpolated linearly (the operating point of mixing the two neighbouring thresholds).",
+        "- RMSE, MAE and explained variance compare the predicted soma voltage, unrescaled, with the simulated "
+        "voltage clipped at −55 mV.",
+        f"- Γ, precision and recall: predicted spikes are the peaks of supra-threshold runs of spike probability, "
+        f"matched one-to-one within ±2 ms (coincidence factor of Kistler et al. 1997). Threshold chosen on: "
+        f"{'; '.join(timing_sources)}.",
+        "- MACs/ms: multiply-adds per simulated millisecond (ELM: from the equations; others: forward hooks). "
+        "Speed: simulated seconds per wall-clock second of batched CPU inference"
+        f" ({first['speed']['torch_threads']} torch thread(s)).",
+    ]
+    lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
+    lines += ["", "## Figures", ""]
+    for caption, path in figures:
+        lines += [f"**{caption}**", "", f"![{path.stem}]({path.relative_to(out_dir).as_posix()})", ""]
+    if notes:
+        lines += ["Figures skipped:", ""] + [f"- {note}" for note in notes] + [""]
+    lines += [
+        "## Provenance",
+        "",
+        f"- Data store: `{store.path}` (cell: {_cell_name(store.provenance)}; made at git commit "
+        f"{store.provenance.get('git_commit', 'unknown')})",
+        f"- Validation store: `{valid.path}`" if valid is not None else "- Validation store: none",
+        f"- Runs: " + ", ".join(f"`{r['run']}`" for r in results),
+        f"- Cell check (training data vs store): {'; '.join(cells)}",
+        f"- Report made at git commit {commit}",
+        "- All numbers: `metrics.json` beside this file.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cell_name(provenance: dict) -> str:
+    cell = provenance.get("cell")
+    if isinstance(cell, dict):
+        return str(cell.get("name", "unnamed"))
+    return "unknown" if cell is None else str(cell)
+
+
+def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: str | Path,
+                 valid_store: str | Path | None = None, burn_in_ms: int = 150) -> Path:
+    """Evaluate every run on ``store_path`` and write ``metrics.json``, ``report.md`` and ``figures/*.png``.
+
+    Returns:
+        the path of report.md.
+    Raises:
+        AnalysisError: no runs, or any run/store that cannot be read or does not fit (nothing is written then).
+    """
+    if not run_dirs:
+        raise AnalysisError("no runs to report on")
+    runs = [open_run(d) for d in run_dirs]
+    store = open_store(store_path)
+    valid = open_store(valid_store) if valid_store is not None else None
+    data = load_arrays(store)
+    evaluations = [evaluate(run, store, burn_in_ms, valid, data=data) for run in runs]
+    names = _unique_names(evaluations)
+    results = [dict(ev.metrics, name=n) for n, ev in zip(names, evaluations)]
+
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / FIGURES_DIR
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figures, notes = _figures(names, evaluations, store, data, burn_in_ms, fig_dir)
+    commit = git_commit()
+    summary = {
+        "store": str(store.path),
+        "valid_store": None if valid is None else str(valid.path),
+        "burn_in_ms": burn_in_ms,
+        "git_commit": commit,
+        "runs": results,
+    }
+    _write_atomically(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    report = out_dir / "report.md"
+    _write_atomically(report, _markdown(names, results, figures, notes, out_dir, store, valid, burn_in_ms, commit))
+    return report

@@ -1,0 +1,159 @@
+"""Evaluation, report and CLI on fake stores and small run directories written as `surrogate.run` lays them out."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import evaluate as ev
+from analysis.__main__ import main
+from analysis.report import write_report
+from biophys.dataset import NeuronIOStore
+from fakes import fake_dataset, fake_store
+from surrogate.models import build_model, model_kind
+
+torch.set_num_threads(1)
+
+TINY = {
+    "branch-elm": {"n_branches": 4, "synapses_per_branch": 6, "d_memory": 4},
+    "tcn": {"n_layers": 2, "channels": 2, "first_kernel": 5, "kernel": 3, "dilation_base": 1},
+}
+
+
+def make_run(path, kind, store_path, n_inputs=16, cell=None):
+    """A run directory following surrogate/run.py: config.json, metrics.json, history.json, model.pt."""
+    torch.manual_seed(0)
+    model = build_model(kind, TINY[kind], n_inputs=n_inputs)
+    path.mkdir(parents=True)
+    provenance = NeuronIOStore(store_path).provenance
+    if cell is not None:
+        provenance["cell"] = cell
+    config = {"model": model_kind(model), "model_config": dataclasses.asdict(model.config),
+              "train": str(store_path), "valid": str(store_path)}
+    history = [{"epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "valid_loss": 1.2 / e, "valid_auc": 0.5 + 0.1 * e,
+                "valid_rmse_mv": 3.0 / e, "lr": 1e-3} for e in (1, 2, 3)]
+    metrics = {"model": config["model"], "num_params": model.num_params(),
+               "provenance": {"data": {"train": {"path": str(store_path), "provenance": provenance}}}}
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    (path / "history.json").write_text(json.dumps(history))
+    torch.save(model.state_dict(), path / "model.pt")
+    return path
+
+
+@pytest.fixture
+def stores(tmp_path):
+    return (fake_store(tmp_path / "test.zarr", n_sims=3, n_time=1000, seed=1),
+            fake_store(tmp_path / "valid.zarr", n_sims=2, n_time=1000, seed=2))
+
+
+def test_report_has_table_figures_and_metrics(tmp_path, stores):
+    test, valid = stores
+    runs = [make_run(tmp_path / "runs" / "belm", "branch-elm", test), make_run(tmp_path / "runs" / "tcn", "tcn", test)]
+    out = tmp_path / "report"
+    report = write_report(runs, test, out, valid_store=valid)
+    text = report.read_text()
+    assert "| run | model | params |" in text
+    assert "| belm | branch-elm |" in text and "| tcn | tcn |" in text
+    for name in ("roc", "traces", "tradeoff", "training", "tau_m", "weights_distance_belm", "morphology_belm"):
+        png = out / "figures" / f"{name}.png"
+        assert png.stat().st_size > 1000, name
+        assert f"](figures/{name}.png)" in text
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [r["name"] for r in summary["runs"]] == ["belm", "tcn"]
+    for r in summary["runs"]:
+        assert 0.0 <= r["spike_auc"] <= 1.0
+        assert r["rmse_mV"] > 0 and r["mae_mV"] <= r["rmse_mV"]
+        assert r["spike_timing"]["threshold_source"].startswith("validation store")
+        assert r["speed"]["speedup_vs_neuron"] is None and "neuron_wall_s" in r["speed"]["speedup_reason"]
+        assert r["scored_ms"] == 3 * (1000 - 150)
+    belm = summary["runs"][0]
+    assert belm["params"] == build_model("branch-elm", TINY["branch-elm"], n_inputs=16).num_params()
+    assert belm["macs_method"] == "elm-config"
+
+
+def test_report_without_elm_skips_elm_figures_with_a_note(tmp_path, stores):
+    test, _ = stores
+    out = tmp_path / "report"
+    text = write_report([make_run(tmp_path / "tcn", "tcn", test)], test, out).read_text()
+    assert "no ELM among the runs" in text
+    assert not (out / "figures" / "tau_m.png").exists()
+    assert "evaluated store itself" in text  # no validation store: the threshold's source is stated
+
+
+def test_evaluate_matches_an_independent_computation(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "tcn", "tcn", test)
+    result = ev.evaluate_run(run, test, burn_in_ms=100)
+    loaded = ev.open_run(run)
+    store = NeuronIOStore(test)
+    x = [store.input_spikes(i).astype(np.float32) * store.signs for i in range(store.n_sims)]
+    with torch.no_grad():
+        y = loaded.model(torch.from_numpy(np.stack(x))).numpy()[:, 100:]
+    soma_mv = y[..., 1] / 0.1 - 67.7
+    truth = np.minimum(np.stack([store.soma_voltage(i) for i in range(store.n_sims)])[:, 100:], -55.0)
+    assert result["rmse_mV"] == pytest.approx(np.sqrt(np.mean((soma_mv - truth) ** 2)), rel=1e-4)
+    assert result["burn_in_ms"] == 100 and result["n_sims"] == 3
+
+
+def test_missing_weights_or_config_are_clear_errors(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "r1", "tcn", test)
+    (run / "model.pt").unlink()
+    with pytest.raises(ev.AnalysisError, match="model.pt"):
+        ev.evaluate_run(run, test)
+    run = make_run(tmp_path / "r2", "tcn", test)
+    (run / "config.json").unlink()
+    with pytest.raises(ev.AnalysisError, match="config.json"):
+        ev.evaluate_run(run, test)
+
+
+def test_store_with_other_synapse_count_is_rejected(tmp_path, stores):
+    test, _ = stores
+    other = fake_store(tmp_path / "other.zarr", n_sims=2, n_time=600, n_segments=5)
+    run = make_run(tmp_path / "r", "branch-elm", test)
+    with pytest.raises(ev.AnalysisError, match="expects 16 input synapses but store .* has 10"):
+        ev.evaluate_run(run, other)
+
+
+def test_run_trained_on_another_cell_is_rejected(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "r", "tcn", test, cell={"name": "hay-l5pc"})
+    with pytest.raises(ev.AnalysisError, match="another cell.*name: trained on 'hay-l5pc', store has 'fake-integrator'"):
+        ev.evaluate_run(run, test)
+
+
+def test_cli_evaluate_and_report(tmp_path, stores, capsys):
+    test, valid = stores
+    run = make_run(tmp_path / "r", "tcn", test)
+    assert main(["evaluate", str(run), "--data", str(test), "--out", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["model"] == "tcn"
+    assert main(["report", str(run), "--data", str(test), "--valid", str(valid), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report.md").exists()
+
+
+def test_cli_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, stores, capsys):
+    test, _ = stores
+    good = make_run(tmp_path / "good", "tcn", test)
+    out = tmp_path / "rep"
+    code = main(["report", str(good), str(tmp_path / "missing"), "--data", str(test), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "no run directory" in err
+    assert not out.exists()
+    assert main(["evaluate", str(good), "--data", str(tmp_path / "nostore.zarr")]) == 2
+    assert "no dataset store" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(good), "--data", str(test)])  # --out is required
+    assert exc.value.code == 2
+
+
+def test_cli_help_explains_every_option(capsys):
+    for command in ("evaluate", "report"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        for option in ("--data", "--valid", "--burn-in", "--out"):
+            assert option in text
