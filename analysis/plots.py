@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot: headless, deterministic file output
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 EXC_COLOR = "#c0392b"
 INH_COLOR = "#2166ac"
@@ -140,11 +141,16 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
     fig, (ax_auc, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.3))
     ref_style = dict(marker="o", facecolors="none", edgecolors="grey", s=50, label=REFERENCE_LABEL)
     for ax, index in ((ax_auc, 2), (ax_rmse, 3)):
-        refs = [r for r in REFERENCE_RESULTS if r[index] is not None]
-        ax.scatter([r[1] for r in refs], [r[index] for r in refs], **ref_style)
-        for ref in refs:
-            ax.annotate(ref[0], (ref[1], ref[index]), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                        color="grey")
+        refs = [(i, r) for i, r in enumerate(REFERENCE_RESULTS, 1) if r[index] is not None]
+        ax.scatter([r[1] for _, r in refs], [r[index] for _, r in refs], **ref_style)
+        for i, ref in refs:
+            # numbers, alternating above and below: several references sit within a few thousandths of AUC
+            ax.annotate(str(i), (ref[1], ref[index]), textcoords="offset points", xytext=(3, 5 if i % 2 else -11),
+                        fontsize=8, color="dimgrey")
+    key = "   ".join(f"{i} {r[0]} ({_count(r[1])}, AUC {r[2]}" + (f", {r[3]} mV)" if r[3] else ")")
+                       for i, r in enumerate(REFERENCE_RESULTS, 1))
+    fig.text(0.5, -0.02, f"{REFERENCE_LABEL}: {key}", ha="center", va="top", fontsize=7, color="dimgrey",
+             wrap=True)
     colors = _colors([r["name"] for r in results])
     for r in results:
         for ax, key in ((ax_auc, "auc"), (ax_rmse, "rmse_mV")):
@@ -158,6 +164,10 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
     for ax in (ax_auc, ax_rmse):
         ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path) -> Path:
@@ -206,6 +216,7 @@ def plot_tau_m(taus: Mapping[str, np.ndarray], path: str | Path,
                     label=f"{name} (initial)")
     ax.set(yscale="log", xlabel="memory unit (sorted by τ_m)", ylabel="τ_m (ms, log)",
            title="ELM memory time constants")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -220,9 +231,9 @@ def plot_weight_vs_distance(distance_um: np.ndarray, weights: np.ndarray, kinds:
     """
     _style()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for kind, color, label in (("exc", EXC_COLOR, "excitatory"), ("inh", INH_COLOR, "inhibitory")):
+    for kind, color, marker, label in (("exc", EXC_COLOR, "o", "excitatory"), ("inh", INH_COLOR, "x", "inhibitory")):
         sel = np.asarray(kinds) == kind
-        ax.scatter(distance_um[sel], weights[sel], s=8, alpha=0.6, color=color, label=label)
+        ax.scatter(distance_um[sel], weights[sel], s=12, alpha=0.6, color=color, marker=marker, label=label)
     ax.set(xlabel="path distance from soma (µm)", ylabel="learned w_s (summed over slots)", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)
