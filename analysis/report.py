@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -76,79 +77,93 @@ def metrics_table(names: list[str], results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _trace_window(data: NeuronIOArrays, burn_in_ms: int) -> tuple[int, slice]:
-    """The simulation with the most output spikes after the burn-in, and up to TRACE_MS of it after the burn-in."""
-    counts = data.spike_labels[:, burn_in_ms:].sum(axis=1)
-    sim = int(np.argmax(counts))
-    return sim, slice(burn_in_ms, min(data.n_time, burn_in_ms + TRACE_MS))
+def _file_stem(name: str) -> str:
+    """A run name made safe for file names and Markdown links."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _roc_figure(names: list[str], evaluations: list[Evaluation], fig_dir: Path) -> tuple[str, Path] | None:
+    curves = {n: metrics.roc(ev.predictions["spike_true"], ev.predictions["spike_prob"])
+              for n, ev in zip(names, evaluations) if ev.predictions["spike_true"].any()}
+    if not curves:
+        return None
+    aucs = {n: ev.metrics["spike_auc"] for n, ev in zip(names, evaluations)}
+    return ("ROC curves of output spike prediction (log false-positive rate)",
+            plots.plot_roc(curves, fig_dir / "roc.png", aucs))
+
+
+def _trace_figure(names: list[str], evaluations: list[Evaluation], data: NeuronIOArrays, burn_in_ms: int,
+                  fig_dir: Path) -> tuple[str, Path]:
+    """Up to TRACE_MS after the burn-in of the simulation with the most output spikes there."""
+    sim = int(np.argmax(data.spike_labels[:, burn_in_ms:].sum(axis=1)))
+    window = slice(burn_in_ms, min(data.n_time, burn_in_ms + TRACE_MS))
+    rows = slice(0, window.stop - burn_in_ms)  # prediction arrays start at the burn-in
+    true_spikes = data.spike_times_ms[sim]
+    true_spikes = true_spikes[(true_spikes >= window.start) & (true_spikes < window.stop)]
+    voltages, spikes = {}, {}
+    for n, ev in zip(names, evaluations):
+        voltages[n] = ev.predictions["soma_pred_mv"][sim, rows]
+        bins = metrics.predicted_spike_bins(ev.predictions["spike_prob"][sim, rows],
+                                            ev.metrics["spike_timing"]["threshold"])
+        spikes[n] = window.start + bins + 1.0
+    sim_id = int(data.sim_ids[sim])
+    path = plots.plot_traces(np.arange(window.start, window.stop, dtype=np.float64), data.soma_mv[sim, window],
+                             voltages, data.spikes[sim, window], data.signs, true_spikes, spikes,
+                             fig_dir / "traces.png", title=f"Simulation {sim_id}: somatic voltage and input")
+    return (f"Somatic voltage of simulation {sim_id}: NEURON vs each surrogate, above the input raster "
+            "(predicted spikes at each model's chosen threshold)", path)
+
+
+def _elm_figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore,
+                 fig_dir: Path) -> list[tuple[str, Path]]:
+    elms = [(n, ev.run.model) for n, ev in zip(names, evaluations) if learned.is_elm(ev.run.model)]
+    if not elms:
+        return []
+    figures = [("ELM memory time constants τ_m (filled: used by the model; hollow: initial log-spaced values)",
+                plots.plot_tau_m({n: learned.tau_m_ms(m) for n, m in elms}, fig_dir / "tau_m.png",
+                                 {n: learned.initial_tau_m_ms(m) for n, m in elms}))]
+    synapses = store.synapses()
+    exc = (synapses["kind"] == "exc").to_numpy()
+    for n, model in elms:
+        w = learned.input_weights(model)
+        stem = _file_stem(n)
+        figures.append((f"{n}: learned synaptic weight per input vs path distance from the soma",
+                        plots.plot_weight_vs_distance(synapses["distance_um"].to_numpy(), w, synapses["kind"].to_numpy(),
+                                                      fig_dir / f"weights_distance_{stem}.png",
+                                                      title=f"{n}: w_s vs distance from soma")))
+        figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by learned weight",
+                        plots.plot_morphology_weights(synapses["pos_x_um"].to_numpy()[exc],
+                                                      synapses["pos_y_um"].to_numpy()[exc], w[exc],
+                                                      fig_dir / f"morphology_{stem}.png",
+                                                      title=f"{n}: excitatory w_s on the morphology")))
+    return figures
 
 
 def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore, data: NeuronIOArrays,
              burn_in_ms: int, fig_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Write every figure that applies; return ([(caption, path)], [notes on skipped figures])."""
     figures, notes = [], []
-    preds = [ev.predictions for ev in evaluations]
-
-    curves = {n: metrics.roc(p["spike_true"], p["spike_prob"]) for n, p in zip(names, preds)
-              if p["spike_true"].any()}
-    if curves:
-        aucs = {n: ev.metrics["spike_auc"] for n, ev in zip(names, evaluations)}
-        figures.append(("ROC curves of output spike prediction (log false-positive rate)",
-                        plots.plot_roc(curves, fig_dir / "roc.png", aucs)))
-    else:
+    roc = _roc_figure(names, evaluations, fig_dir)
+    if roc is None:
         notes.append("ROC curves: the evaluated store holds no output spikes after the burn-in.")
-
-    sim, window = _trace_window(data, burn_in_ms)
-    row = window.start - burn_in_ms, window.stop - burn_in_ms
-    time_ms = np.arange(window.start, window.stop, dtype=np.float64)
-    true_spikes = data.spike_times_ms[sim]
-    true_spikes = true_spikes[(true_spikes >= window.start) & (true_spikes < window.stop)]
-    pred_spikes = {}
-    for n, ev, p in zip(names, evaluations, preds):
-        bins = metrics.predicted_spike_bins(p["spike_prob"][sim, row[0]:row[1]], ev.metrics["spike_timing"]["threshold"])
-        pred_spikes[n] = window.start + bins + 1.0
-    figures.append((
-        f"Somatic voltage of simulation {int(data.sim_ids[sim])}: NEURON vs each surrogate, above the input raster "
-        "(predicted spikes at each model's chosen threshold)",
-        plots.plot_traces(time_ms, data.soma_mv[sim, window], {n: p["soma_pred_mv"][sim, row[0]:row[1]]
-                                                               for n, p in zip(names, preds)},
-                          data.spikes[sim, window], data.signs, true_spikes, pred_spikes, fig_dir / "traces.png",
-                          title=f"Simulation {int(data.sim_ids[sim])}: somatic voltage and input"),
-    ))
-
+    else:
+        figures.append(roc)
+    figures.append(_trace_figure(names, evaluations, data, burn_in_ms, fig_dir))
     points = [{"name": n, "params": ev.metrics["params"], "auc": ev.metrics["spike_auc"],
                "rmse_mV": ev.metrics["rmse_mV"]} for n, ev in zip(names, evaluations)]
     figures.append(("Spike AUC and soma RMSE vs parameter count, beside the published results on the original "
                     "NeuronIO data (another cell and dataset: a reference, not a target)",
                     plots.plot_cost_tradeoff(points, fig_dir / "tradeoff.png")))
-
     histories = {n: ev.run.history for n, ev in zip(names, evaluations) if ev.run.history}
     if histories:
-        figures.append(("Training curves (per validation)", plots.plot_training_curves(histories, fig_dir / "training.png")))
+        figures.append(("Training curves (per validation)",
+                        plots.plot_training_curves(histories, fig_dir / "training.png")))
     else:
         notes.append("Training curves: no run recorded a training history.")
-
-    elms = [(n, ev.run.model) for n, ev in zip(names, evaluations) if learned.is_elm(ev.run.model)]
-    if not elms:
+    elm_figures = _elm_figures(names, evaluations, store, fig_dir)
+    if not elm_figures:
         notes.append("τ_m and learned synaptic weights: no ELM among the runs.")
-        return figures, notes
-    figures.append(("ELM memory time constants τ_m (filled: used by the model; hollow: initial log-spaced values)",
-                    plots.plot_tau_m({n: learned.tau_m_ms(m) for n, m in elms}, fig_dir / "tau_m.png",
-                                     {n: learned.initial_tau_m_ms(m) for n, m in elms})))
-    synapses = store.synapses()
-    exc = (synapses["kind"] == "exc").to_numpy()
-    for n, model in elms:
-        w = learned.input_weights(model)
-        figures.append((f"{n}: learned synaptic weight per input vs path distance from the soma",
-                        plots.plot_weight_vs_distance(synapses["distance_um"].to_numpy(), w,
-                                                      synapses["kind"].to_numpy(), fig_dir / f"weights_distance_{n}.png",
-                                                      title=f"{n}: w_s vs distance from soma")))
-        figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by learned weight",
-                        plots.plot_morphology_weights(synapses["pos_x_um"].to_numpy()[exc],
-                                                      synapses["pos_y_um"].to_numpy()[exc], w[exc],
-                                                      fig_dir / f"morphology_{n}.png",
-                                                      title=f"{n}: excitatory w_s on the morphology")))
-    return figures, notes
+    return figures + elm_figures, notes
 
 
 def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Path]], notes: list[str],
