@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot: headless, deterministic file output
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 EXC_COLOR = "#c0392b"
@@ -120,13 +121,15 @@ def plot_traces(time_ms: np.ndarray, truth_mv: np.ndarray, predictions: Mapping[
         ax.set(ylabel="soma (mV)", ylim=(bottom, top + 10))
         ax.legend(loc="upper left", fontsize=7, ncol=4, frameon=True)
     raster = axes[-1]
-    for sign, color, label in ((1, EXC_COLOR, "excitatory"), (-1, INH_COLOR, "inhibitory")):
+    for sign, color in ((1, EXC_COLOR), (-1, INH_COLOR)):
         channels = np.flatnonzero(np.asarray(signs) == sign)
         t_idx, c_idx = np.nonzero(input_spikes[:, channels])
         raster.scatter(time_ms[t_idx], channels[c_idx], s=0.6, color=color, marker="|", linewidths=0.5,
-                       label=label, rasterized=True)
+                       rasterized=True)
     raster.set(ylabel="synapse", xlabel="time (ms)", ylim=(-0.5, input_spikes.shape[1] - 0.5))
-    raster.legend(loc="upper right", fontsize=7, markerscale=8)
+    proxies = [Line2D([], [], color=c, marker="s", ls="none", label=l)  # raster ticks are too thin for a legend
+               for c, l in ((EXC_COLOR, "excitatory"), (INH_COLOR, "inhibitory"))]
+    raster.legend(handles=proxies, loc="upper right", fontsize=7, framealpha=0.9)
     axes[0].set_title(title or "Somatic voltage: NEURON vs surrogates, with the input raster")
     return _save(fig, path)
 
