@@ -13,6 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import torch
+
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
 
@@ -23,6 +25,13 @@ def _burn_in(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0 ms, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
 
 
@@ -45,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--burn-in", type=_burn_in, default=150, metavar="MS",
                        help="milliseconds at the start of every simulation excluded from all metrics, while the "
                        "model's state catches up with the input (default: 150)")
+        p.add_argument("--threads", type=_positive, metavar="N",
+                       help="CPU threads for PyTorch inference; the speed metrics depend on it and record it "
+                       "(default: PyTorch's choice)")
 
     ev = sub.add_parser("evaluate", help="score one run; print or write its metrics as JSON",
                         description="Score one training run on a store and print its metrics as JSON.")
@@ -90,6 +102,8 @@ def _report(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
     except AnalysisError as exc:

@@ -128,8 +128,9 @@ def test_run_trained_on_another_cell_is_rejected(tmp_path, stores):
 def test_cli_evaluate_and_report(tmp_path, stores, capsys):
     test, valid = stores
     run = make_run(tmp_path / "r", "tcn", test)
-    assert main(["evaluate", str(run), "--data", str(test), "--out", str(tmp_path / "m.json")]) == 0
-    assert json.loads((tmp_path / "m.json").read_text())["model"] == "tcn"
+    assert main(["evaluate", str(run), "--data", str(test), "--threads", "1", "--out", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["model"] == "tcn" and result["speed"]["torch_threads"] == 1
     assert main(["report", str(run), "--data", str(test), "--valid", str(valid), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.md").exists()
 
@@ -155,5 +156,5 @@ def test_cli_help_explains_every_option(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
-        for option in ("--data", "--valid", "--burn-in", "--out"):
+        for option in ("--data", "--valid", "--burn-in", "--threads", "--out"):
             assert option in text

@@ -1,0 +1,31 @@
+"""Learned ELM parameters mapped back to input channels, checked against routing worked out by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import learned
+from surrogate.elm import ELM, ELMConfig
+
+
+def test_branch_elm_weights_sum_over_the_slots_that_read_each_input():
+    # 16 inputs interleaved as [0, 8, 1, 9, …]; 4 windows of 6 slots at stride 4 cover positions 0–15 once,
+    # positions 4–5, 8–9 and 12–13 twice (the last window's slots 16 and 17 are masked)
+    model = ELM(ELMConfig(n_inputs=16, n_branches=4, synapses_per_branch=6, d_memory=4))
+    slots = np.array([1, 1, 2, 1, 2, 1, 2, 1])  # slots per segment pair: inputs i and 8 + i
+    assert learned.input_weights(model) == pytest.approx(0.5 * np.r_[slots, slots])
+
+
+def test_vanilla_elm_weights_are_relu_of_the_raw_weights():
+    model = ELM(ELMConfig(n_inputs=5, d_memory=3))
+    with torch.no_grad():
+        model._proto_w_s.copy_(torch.tensor([0.3, -0.2, 1.5, 0.0, 2.0]))
+    assert learned.input_weights(model) == pytest.approx([0.3, 0.0, 1.5, 0.0, 2.0])
+
+
+def test_tau_m_starts_log_spaced_between_the_bounds():
+    model = ELM(ELMConfig(n_inputs=4, d_memory=20))
+    expected = np.geomspace(1.0, 150.0, 20)  # shared/specs/elm.md: 1.0, 1.3, 1.7, 2.2, …, 150 ms
+    assert learned.initial_tau_m_ms(model) == pytest.approx(expected, rel=1e-4)
+    assert learned.tau_m_ms(model) == pytest.approx(expected, rel=1e-4)
+    assert learned.is_elm(model) and not learned.is_elm(torch.nn.Linear(2, 2))
