@@ -117,8 +117,8 @@ def score(pred: dict) -> dict:
 
 
 def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store: NeuronIOStore | None = None,
-             data: NeuronIOArrays | None = None) -> Evaluation:
-    """Score an opened run on an opened store (``data``: the store's arrays, when already loaded).
+             data: NeuronIOArrays | None = None, valid_data: NeuronIOArrays | None = None) -> Evaluation:
+    """Score an opened run on an opened store (``data``, ``valid_data``: the stores' arrays, when already loaded).
 
     Raises:
         AnalysisError: incompatible run and store(s), or a burn-in that leaves nothing to score.
@@ -138,7 +138,8 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store:
 
     true, probs, offsets = _timing_inputs(pred)
     if valid_store is not None:
-        valid_pred = predict_store(run.model, load_arrays(valid_store), burn_in_ms)
+        valid_data = load_arrays(valid_store) if valid_data is None else valid_data
+        valid_pred = predict_store(run.model, valid_data, burn_in_ms)
         threshold = metrics.choose_threshold(*_timing_inputs(valid_pred))
         source = f"validation store {valid_store.path}"
     else:

@@ -236,7 +236,8 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
     store = open_store(store_path)
     valid = open_store(valid_store) if valid_store is not None else None
     data = load_arrays(store)
-    evaluations = [evaluate(run, store, burn_in_ms, valid, data=data) for run in runs]
+    valid_data = load_arrays(valid) if valid is not None else None
+    evaluations = [evaluate(run, store, burn_in_ms, valid, data=data, valid_data=valid_data) for run in runs]
     names = _unique_names(evaluations)
     results = [dict(ev.metrics, name=n) for n, ev in zip(names, evaluations)]
 

@@ -158,3 +158,10 @@ def test_cli_help_explains_every_option(capsys):
         text = capsys.readouterr().out
         for option in ("--data", "--valid", "--burn-in", "--threads", "--out"):
             assert option in text
+
+
+def test_burn_in_longer_than_the_simulations_is_rejected(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "r", "tcn", test)
+    with pytest.raises(ev.AnalysisError, match="burn-in 1000 ms leaves nothing"):
+        ev.evaluate_run(run, test, burn_in_ms=1000)
