@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from analysis.report import write_report
 from biophys.dataset import NeuronIOStore
 from fakes import fake_dataset, fake_store
 from surrogate.models import build_model, model_kind
+from surrogate.run import Run
 
 torch.set_num_threads(1)
 
@@ -165,3 +167,39 @@ def test_burn_in_longer_than_the_simulations_is_rejected(tmp_path, stores):
     run = make_run(tmp_path / "r", "tcn", test)
     with pytest.raises(ev.AnalysisError, match="burn-in 1000 ms leaves nothing"):
         ev.evaluate_run(run, test, burn_in_ms=1000)
+
+
+class FakeCellOracle(torch.nn.Module):
+    """Reproduces tests/fakes.py's leaky-integrator "cell" exactly (spike labels included), so every metric has
+    a known best value. Non-causal: labels sit in bin int(t − 0.5), one bin before the threshold crossing."""
+
+    def __init__(self, n_inputs):
+        super().__init__()
+        self.config = SimpleNamespace(n_inputs=n_inputs)
+
+    def forward(self, x):
+        drive = 4.0 * x.double().sum(-1).numpy()  # fakes.py: spikes @ (sign · 4)
+        kernel = np.exp(-np.arange(60) / 10.0)
+        u = -75.0 + np.stack([np.convolve(d, kernel)[: d.size] for d in drive])
+        crossing = np.zeros_like(u, dtype=bool)
+        crossing[:, 1:] = (u[:, 1:] > -60.0) & (u[:, :-1] <= -60.0)
+        soma = np.where(crossing, -55.0, np.minimum(u, -55.0))
+        logit = np.where(np.roll(crossing, -1, axis=1), 30.0, -30.0)
+        y = np.stack([logit, (soma + 67.7) * 0.1], axis=-1)
+        return torch.from_numpy(y).float()
+
+
+def test_an_exact_model_gets_the_best_possible_scores(tmp_path, stores):
+    test, valid = stores
+    store = NeuronIOStore(test)
+    run = Run(path=tmp_path / "oracle", config={"model": "oracle"}, metrics={}, history=[],
+              model=FakeCellOracle(store.n_synapses), data_provenance={})
+    result = ev.evaluate(run, store, valid_store=NeuronIOStore(valid)).metrics
+    assert result["spike_timing"]["n_true"] > 0
+    assert result["spike_auc"] == 1.0
+    assert result["tpr_at_fpr"] == {"0.25%": 1.0, "1.00%": 1.0}
+    assert result["rmse_mV"] < 1e-4 and result["mae_mV"] < 1e-4
+    assert result["explained_variance"] == pytest.approx(1.0)
+    timing = result["spike_timing"]
+    assert timing["precision"] == 1.0 and timing["recall"] == 1.0
+    assert timing["coincidence_factor"] == pytest.approx(1.0)
