@@ -150,7 +150,7 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
             # numbers, alternating above and below: several references sit within a few thousandths of AUC
             ax.annotate(str(i), (ref[1], ref[index]), textcoords="offset points", xytext=(3, 5 if i % 2 else -11),
                         fontsize=8, color="dimgrey")
-    key = "   ".join(f"{i} {r[0]} ({_count(r[1])}, AUC {r[2]}" + (f", {r[3]} mV)" if r[3] else ")")
+    key = "   ".join(f"{i} {r[0]} ({format_count(r[1])}, AUC {r[2]}" + (f", {r[3]} mV)" if r[3] else ")")
                        for i, r in enumerate(REFERENCE_RESULTS, 1))
     fig.text(0.5, -0.02, f"{REFERENCE_LABEL}: {key}", ha="center", va="top", fontsize=7, color="dimgrey",
              wrap=True)
@@ -169,7 +169,8 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _count(n: float) -> str:
+def format_count(n: float) -> str:
+    """A parameter count as the published tables write it: 8.1K, 10M."""
     return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 

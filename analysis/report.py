@@ -194,6 +194,10 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f" ({first['speed']['torch_threads']} torch thread(s)).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
+    lines += ["", f"Published results on the {plots.REFERENCE_LABEL} — another cell and dataset, so a reference "
+              "point, not a target:", "", "| model | params | spike AUC | RMSE (mV) |", "|---|---|---|---|"]
+    lines += [f"| {name} | {plots.format_count(params)} | {auc} | {'–' if rmse is None else rmse} |"
+              for name, params, auc, rmse in plots.REFERENCE_RESULTS]
     lines += ["", "## Figures", ""]
     for caption, path in figures:
         lines += [f"**{caption}**", "", f"![{path.stem}]({path.relative_to(out_dir).as_posix()})", ""]
