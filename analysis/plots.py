@@ -35,7 +35,7 @@ REFERENCE_RESULTS: tuple[tuple[str, float, float, float | None], ...] = (
     ("Branch-ELM d_m 10", 5.9e3, 0.9890, 0.695),
     ("ELM d_m 20", 52.9e3, 0.9918, 0.643),
     ("LSTM h 50", 265.9e3, 0.9913, 0.641),
-    ("TCN (Beniaguev 2021)", 10e6, 0.991, None),
+    ("TCN (Beniaguev et al. 2021; size approx.)", 10e6, 0.991, None),
     ("LIF / ALIF", 1.3e3, 0.912, 2.29),
 )
 
