@@ -1,0 +1,530 @@
+"""The simulator wrapper: the only module (besides ``mechanisms/build.py``) that touches NEURON's ``h``.
+
+:class:`CellSimulator` builds one cell from data — a :class:`~biophys.morphology.Morphology`, the biophysics
+plan of :mod:`biophys.l5pc` and the synapse table of :mod:`biophys.synapses` — runs it on input spike trains
+and tears it down completely. NEURON is imported lazily inside functions, so importing this module is cheap.
+
+NEURON state is global per process, so at most one CellSimulator may be open at a time; ``close()`` (or
+leaving the ``with`` block) deletes every section, point process, NetCon and recording it made, after which a
+new CellSimulator can be built in the same process. NEURON failures are raised as :class:`SimulationError`.
+
+Input events: a spike in bin k (or at time t) is delivered to its synapse's NetCon at t = k ms, queued with
+``NetCon.event`` after ``finitialize``, so a spike at t = 0 releases like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from biophys import l5pc, morphology, synapses
+from biophys.morphology import Morphology, MorphologyError, SectionGeometry
+
+HIRES_DT_MS = 0.125  # 8 kHz: the grid on which output spikes are detected
+LOWRES_DT_MS = 1.0   # the dataset's time bin
+#: Import3d's section-list attribute → region.
+_IMPORT3D_LISTS = {"soma": "soma", "dend": "basal", "apic": "apical", "axon": "axon"}
+
+_open_simulator: "CellSimulator | None" = None
+
+
+class SimulationError(RuntimeError):
+    """Building, running or tearing down the NEURON model failed (the message says which and why)."""
+
+
+@dataclass
+class CellConfig:
+    """Which cell to build. JSON keys == field names.
+
+    Attributes:
+        name: "l5pc" (the full cell) or "ball-and-stick" (a tiny demo/test cell with the same biophysics).
+        morphology: path to a .asc/.swc file; None = automatic (cached cell1.asc if present, else the
+            synthetic L5PC; always the built-in geometry for "ball-and-stick").
+        synapse_model: excitatory synapse kind, "ampa_nmda" or "ampa".
+    """
+
+    name: str = "l5pc"
+    morphology: str | None = None
+    synapse_model: str = "ampa_nmda"
+
+    def __post_init__(self):
+        if self.name not in ("l5pc", "ball-and-stick"):
+            raise ValueError(f"CellConfig.name must be 'l5pc' or 'ball-and-stick', got {self.name!r}")
+        if self.synapse_model not in synapses.EXCITATORY_MODELS:
+            raise ValueError(f"CellConfig.synapse_model must be one of {synapses.EXCITATORY_MODELS}, "
+                             f"got {self.synapse_model!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CellConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class SimConfig:
+    """How to integrate. JSON keys == field names.
+
+    Attributes:
+        dt_ms: fixed time step (ms); with "fixed" it must divide the 0.125 ms recording grid.
+        method: "fixed" (backward Euler / Crank–Nicolson) or "cvode" (variable step).
+        secondorder: NEURON's ``secondorder`` (0 = backward Euler, 2 = Crank–Nicolson) for "fixed".
+        celsius_degC: temperature; enters only the Nernst calcium reversal (channel rates use a fixed qt).
+        v_init_mV: initial membrane potential.
+        cvode_atol: absolute tolerance for "cvode".
+        spike_threshold_mV: output spikes are local maxima of the 8 kHz somatic trace above this.
+        record_dendrites: also record every dendritic segment's voltage at 1 ms.
+    """
+
+    dt_ms: float = 0.025
+    method: str = "fixed"
+    secondorder: int = 0
+    celsius_degC: float = 6.3
+    v_init_mV: float = -76.0
+    cvode_atol: float = 1e-3
+    spike_threshold_mV: float = -25.0
+    record_dendrites: bool = False
+
+    def __post_init__(self):
+        if self.method not in ("fixed", "cvode"):
+            raise ValueError(f"SimConfig.method must be 'fixed' or 'cvode', got {self.method!r}")
+        if self.secondorder not in (0, 1, 2):
+            raise ValueError(f"SimConfig.secondorder must be 0, 1 or 2, got {self.secondorder}")
+        if self.dt_ms <= 0 or self.cvode_atol <= 0:
+            raise ValueError("SimConfig.dt_ms and cvode_atol must be > 0")
+        steps = HIRES_DT_MS / self.dt_ms
+        if self.method == "fixed" and abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"SimConfig.dt_ms = {self.dt_ms} must divide the {HIRES_DT_MS} ms recording grid")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SimConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class CurrentStep:
+    """A current clamp: ``amp_nA`` from ``delay_ms`` for ``dur_ms`` at ``site`` ("soma" = soma(0.5), or
+    "nexus")."""
+
+    amp_nA: float
+    delay_ms: float
+    dur_ms: float
+    site: str = "soma"
+
+
+@dataclass
+class SimResult:
+    """One simulation's output.
+
+    Attributes:
+        soma_mV: float32 [T], soma(0.5) voltage (mV) at t = 0, 1, ..., T−1 ms.
+        nexus_mV: float32 [T] at the nexus (l5pc on cell1: apic[50](0.9); synthetic and ball-and-stick: the
+            trunk's end at x = 0.9), or None when the morphology defines no nexus.
+        spike_times_ms: float64 [n], local maxima of the 8 kHz somatic trace above the threshold.
+        dend_mV: float16 [T, n_segments] dendritic segment voltages (synapse-table segment order) or None.
+        soma_hires_mV: float32 [8·T], soma(0.5) voltage at t = 0, 0.125, ..., T − 0.125 ms.
+    """
+
+    soma_mV: np.ndarray
+    nexus_mV: np.ndarray | None
+    spike_times_ms: np.ndarray
+    dend_mV: np.ndarray | None
+    soma_hires_mV: np.ndarray | None = None
+
+
+def detect_spikes(v_mV: np.ndarray, dt_ms: float, threshold_mV: float) -> np.ndarray:
+    """Times (ms, float64 [n]) of the local maxima of ``v_mV`` (sampled every ``dt_ms`` from t = 0) that lie
+    above ``threshold_mV``. A flat top counts once, at its first sample."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    if v.size < 3:
+        return np.zeros(0)
+    inner = v[1:-1]
+    peaks = (inner > threshold_mV) & (inner > v[:-2]) & (inner >= v[2:])
+    return (np.flatnonzero(peaks) + 1) * dt_ms
+
+
+def spike_matrix_to_times(input_spikes: np.ndarray) -> list[np.ndarray]:
+    """uint8/bool [n_synapses, T] counts per 1 ms bin → per-synapse float64 spike times (ms); a count c in
+    bin k gives c events at t = k ms."""
+    counts = np.asarray(input_spikes)
+    if counts.ndim != 2:
+        raise ValueError(f"input_spikes must be [n_synapses, T], got shape {counts.shape}")
+    if counts.size and counts.min() < 0:
+        raise ValueError("input_spikes must be non-negative counts")
+    rows, bins = np.nonzero(counts)
+    reps = counts[rows, bins].astype(np.int64)
+    rows, bins = np.repeat(rows, reps), np.repeat(bins, reps)
+    splits = np.searchsorted(rows, np.arange(1, counts.shape[0]))
+    return [b.astype(np.float64) for b in np.split(bins, splits)]
+
+
+def _h():
+    """NEURON's ``h`` with the standard run system and Import3d loaded."""
+    from neuron import h
+
+    h.load_file("stdrun.hoc")
+    h.load_file("import3d.hoc")
+    return h
+
+
+def read_morphology(path: str | Path) -> Morphology:
+    """Read a Neurolucida ASC or SWC file through NEURON's Import3d into a :class:`Morphology`.
+
+    The temporary NEURON sections Import3d makes are deleted before returning. Sections are named
+    ``soma[i]``, ``dend[i]``, ``apic[i]``, ``axon[i]`` as Import3d numbers them; the nexus is cell1.asc's
+    apic[50](0.9) when the file is cell1.asc (by sha256), else None.
+    """
+    path = Path(path)
+    kind = morphology.check_morphology_file(path)
+    h = _h()
+    reader = h.Import3d_SWC_read() if kind == "swc" else h.Import3d_Neurolucida3()
+    if kind == "asc":
+        reader.quiet = 1
+    target = _ImportTarget()
+    try:
+        reader.input(str(path))
+        h.Import3d_GUI(reader, 0).instantiate(target)
+        sections = _extract_geometry(target)
+    except RuntimeError as exc:
+        raise MorphologyError(f"NEURON's Import3d could not read {path}: {exc}") from exc
+    finally:
+        for sec in list(getattr(target, "all", [])):
+            h.delete_section(sec=sec)
+        target.__dict__.clear()
+    sha = morphology.file_sha256(path)
+    nexus = morphology.CELL1_NEXUS if sha == morphology.CELL1_SHA256 else None
+    morph = Morphology(sections, nexus, {"kind": "file", "path": str(path.resolve()), "sha256": sha})
+    morph.validate()
+    return morph
+
+
+class _ImportTarget:
+    """The object Import3d instantiates into (it adds ``all``, ``soma``, ``dend``, ``apic``, ``axon``)."""
+
+    def __str__(self) -> str:
+        return "import3d"
+
+
+def _extract_geometry(target: _ImportTarget) -> tuple[SectionGeometry, ...]:
+    """Copy the 3-D points and topology of Import3d's sections into SectionGeometry records, ordered
+    soma, basal, apical, axon."""
+    names = {}
+    for attr in _IMPORT3D_LISTS:
+        for i, sec in enumerate(getattr(target, attr, [])):
+            names[sec] = f"{morphology.REGION_PREFIX[_IMPORT3D_LISTS[attr]]}[{i}]"
+    unknown = [sec.name() for sec in getattr(target, "all", []) if sec not in names]
+    if unknown:
+        raise MorphologyError(f"sections of unsupported type (not soma/dend/apic/axon): {unknown[:5]}")
+    out = []
+    for attr, region in _IMPORT3D_LISTS.items():
+        for sec in getattr(target, attr, []):
+            points = np.array([[sec.x3d(j), sec.y3d(j), sec.z3d(j), sec.diam3d(j)] for j in range(sec.n3d())])
+            parent_seg = sec.parentseg()
+            parent = names[parent_seg.sec] if parent_seg is not None else None
+            parent_x = float(parent_seg.x) if parent_seg is not None else 0.0
+            out.append(SectionGeometry(names[sec], region, parent, parent_x, points))
+    return tuple(out)
+
+
+class CellSimulator:
+    """One cell in NEURON: build, run on input spikes, tear down. Use as a context manager.
+
+    Attributes:
+        cell, sim: the configs.
+        morphology: the Morphology built (axon replaced by stubs).
+        synapses: pandas.DataFrame, one row per synapse in dataset order — all excitatory (basal segments then
+            apical, section then segment order), then the inhibitory ones in the same segment order. Columns:
+            segment (str "dend[3](0.25)"), section (str), x (0..1), tree ("basal" | "apical"), distance_um (path
+            distance from soma(0.5) to the segment centre), length_um (segment length), kind ("exc" | "inh"),
+            sign (+1 | −1), pos_x_um, pos_y_um, pos_z_um (segment centre, µm).
+        n_synapses: len(synapses).
+        segments: DataFrame of every segment (see :func:`biophys.morphology.segment_table`).
+
+    Raises:
+        SimulationError: another CellSimulator is open, NEURON already holds foreign sections, or NEURON
+            failed while building. MorphologyError / BiophysicsError for bad input files.
+    """
+
+    def __init__(self, cell: CellConfig | None = None, sim: SimConfig | None = None):
+        global _open_simulator
+        self.cell = cell if cell is not None else CellConfig()
+        self.sim = sim if sim is not None else SimConfig()
+        if _open_simulator is not None:
+            raise SimulationError("a CellSimulator is already open in this process (NEURON state is global); "
+                                  "close() it first")
+        from biophys.mechanisms.build import load_mechanisms, mechanism_hash
+
+        h = _h()
+        self._mechanism_hash = mechanism_hash()
+        load_mechanisms()
+        leftover = len(list(h.allsec()))
+        if leftover:
+            raise SimulationError(f"NEURON already holds {leftover} sections not made by CellSimulator; "
+                                  "a CellSimulator needs an empty model")
+        self._sections: dict[str, object] = {}
+        self._point_processes: list = []
+        self._netcons: list = []
+        self._vectors: dict[str, object] = {}
+        self._dend_vectors: list = []
+        _open_simulator = self
+        try:
+            self._build(h)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "CellSimulator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete every NEURON object this simulator made; afterwards NEURON holds no sections. Idempotent."""
+        global _open_simulator
+        if _open_simulator is not self:
+            return
+        h = _h()
+        self._netcons.clear()
+        self._point_processes.clear()
+        self._vectors.clear()
+        self._dend_vectors.clear()
+        for sec in reversed(list(self._sections.values())):
+            h.delete_section(sec=sec)
+        self._sections.clear()
+        _open_simulator = None
+        remaining = len(list(h.allsec()))
+        if remaining:
+            raise SimulationError(f"{remaining} NEURON sections survived close()")
+
+    # --- building ----------------------------------------------------------------------------------------------
+
+    def _build(self, h) -> None:
+        source = morphology.resolve_morphology(self.cell.name, self.cell.morphology)
+        morph = read_morphology(source) if isinstance(source, Path) else source
+        self.morphology = morphology.replace_axon(morph)
+        self.morphology.validate()
+        self.biophysics = l5pc.load_biophysics()
+        try:
+            self._make_sections(h)
+            self._apply(l5pc.plan(self.biophysics, self.morphology))
+        except (RuntimeError, ValueError, AttributeError) as exc:
+            raise SimulationError(f"building {self.cell.name} in NEURON failed: {exc}") from exc
+        self.segments = morphology.segment_table(self.morphology)
+        self.synapses = synapses.synapse_table(self.segments)
+        self.n_synapses = len(self.synapses)
+        self._dendritic = synapses.dendritic_segments(self.segments)
+        try:
+            self._make_synapses(h)
+            self._make_recordings(h)
+        except (RuntimeError, ValueError, AttributeError) as exc:
+            raise SimulationError(f"creating synapses or recordings failed: {exc}") from exc
+
+    def _make_sections(self, h) -> None:
+        for geom in self.morphology.sections:
+            sec = h.Section(name=geom.name)
+            for x, y, z, d in geom.points:
+                sec.pt3dadd(float(x), float(y), float(z), float(d))
+            if geom.parent is not None:
+                sec.connect(self._sections[geom.parent](geom.parent_x), 0)
+            self._sections[geom.name] = sec
+        for geom in self.morphology.sections:
+            sec = self._sections[geom.name]
+            sec.nseg = morphology.nseg_for_length(sec.L)
+            if sec.nseg != geom.nseg:
+                raise SimulationError(f"{geom.name}: NEURON's L = {sec.L} µm gives nseg {sec.nseg}, the geometry "
+                                      f"{geom.length_um} µm gives {geom.nseg}")
+
+    def _apply(self, plan: l5pc.BiophysicsPlan) -> None:
+        for name, mechanisms in plan.inserts.items():
+            sec = self._sections[name]
+            for mechanism in mechanisms:
+                try:
+                    sec.insert(mechanism)
+                except ValueError as exc:
+                    raise SimulationError(f"mechanism {mechanism!r} is not compiled/loaded ({exc})") from exc
+        for section, x, name, value in plan.values.itertuples(index=False):
+            sec = self._sections[section]
+            if name == "Ra":
+                sec.Ra = value
+            elif np.isnan(x):
+                for seg in sec:
+                    setattr(seg, name, value)
+            else:
+                setattr(sec(x), name, value)
+
+    def _make_synapses(self, h) -> None:
+        kinds = synapses.synapse_kinds(self.biophysics, self.cell.synapse_model)
+        for row in self.synapses.itertuples(index=False):
+            kind = kinds[row.kind]
+            pp = getattr(h, kind.point_process)(self._sections[row.section](row.x))
+            for name, value in kind.params.items():
+                setattr(pp, name, value)
+            nc = h.NetCon(None, pp)
+            nc.weight[0] = kind.weight
+            nc.delay = 0.0
+            self._point_processes.append(pp)
+            self._netcons.append(nc)
+
+    def _make_recordings(self, h) -> None:
+        soma = self._sections[self.morphology.region("soma")[0].name](0.5)
+        self._vectors["soma"] = _recording(h, soma._ref_v, HIRES_DT_MS)
+        if self.morphology.nexus is not None:
+            section, x = self.morphology.nexus
+            self._vectors["nexus"] = _recording(h, self._sections[section](x)._ref_v, LOWRES_DT_MS)
+        if self.sim.record_dendrites:
+            for row in self._dendritic.itertuples(index=False):
+                seg = self._sections[row.section](row.x)
+                self._dend_vectors.append(_recording(h, seg._ref_v, LOWRES_DT_MS))
+
+    # --- running -----------------------------------------------------------------------------------------------
+
+    def run(self, input_spikes: np.ndarray, duration_ms: int,
+            stimuli: Sequence[CurrentStep] = ()) -> SimResult:
+        """Simulate ``duration_ms`` ms of input.
+
+        Args:
+            input_spikes: uint8/bool [n_synapses, T ≤ duration_ms] spike counts per 1 ms bin in synapse-table
+                order; a spike in bin k is delivered at t = k ms.
+            duration_ms: T, the number of 1 ms samples returned.
+            stimuli: optional current steps (e.g. for validation protocols).
+        """
+        counts = np.asarray(input_spikes)
+        if counts.ndim != 2 or counts.shape[0] != self.n_synapses or counts.shape[1] > duration_ms:
+            raise ValueError(f"input_spikes must be [n_synapses = {self.n_synapses}, T <= {duration_ms}], "
+                             f"got shape {counts.shape}")
+        return self.run_spike_times(spike_matrix_to_times(counts), duration_ms, stimuli)
+
+    def run_spike_times(self, spike_times: Sequence[np.ndarray], duration_ms: int,
+                        stimuli: Sequence[CurrentStep] = ()) -> SimResult:
+        """Simulate ``duration_ms`` ms with one array of spike times (ms, in [0, duration_ms)) per synapse."""
+        if len(spike_times) != self.n_synapses:
+            raise ValueError(f"need {self.n_synapses} spike-time arrays, got {len(spike_times)}")
+        duration_ms = int(duration_ms)
+        if duration_ms < 1:
+            raise ValueError("duration_ms must be >= 1")
+        times = [np.asarray(t, dtype=np.float64).ravel() for t in spike_times]
+        for i, t in enumerate(times):
+            if t.size and (t.min() < 0 or t.max() >= duration_ms or not np.all(np.isfinite(t))):
+                raise ValueError(f"synapse {i}: spike times must lie in [0, {duration_ms}) ms")
+        h = _h()
+        clamps = [self._clamp(h, step) for step in stimuli]
+        try:
+            self._configure(h)
+            h.finitialize(self.sim.v_init_mV)
+            for nc, t in zip(self._netcons, times):
+                for event in np.sort(t):
+                    nc.event(float(event))
+            if self.sim.method == "cvode":
+                h.cvode.re_init()
+            h.continuerun(float(duration_ms))
+        except RuntimeError as exc:
+            raise SimulationError(f"NEURON failed during the run: {exc}") from exc
+        finally:
+            clamps.clear()
+        return self._collect(duration_ms)
+
+    def _configure(self, h) -> None:
+        h.celsius = self.sim.celsius_degC
+        h.secondorder = self.sim.secondorder
+        h.cvode.active(1 if self.sim.method == "cvode" else 0)
+        if self.sim.method == "cvode":
+            h.cvode.atol(self.sim.cvode_atol)
+        else:
+            h.dt = self.sim.dt_ms
+            h.steps_per_ms = 1.0 / self.sim.dt_ms
+
+    def _clamp(self, h, step: CurrentStep):
+        if step.site == "soma":
+            seg = self._sections[self.morphology.region("soma")[0].name](0.5)
+        elif step.site == "nexus" and self.morphology.nexus is not None:
+            seg = self._sections[self.morphology.nexus[0]](self.morphology.nexus[1])
+        else:
+            raise ValueError(f"unknown current-step site {step.site!r} for this morphology")
+        clamp = h.IClamp(seg)
+        clamp.amp, clamp.delay, clamp.dur = step.amp_nA, step.delay_ms, step.dur_ms
+        return clamp
+
+    def _collect(self, duration_ms: int) -> SimResult:
+        per_ms = int(round(LOWRES_DT_MS / HIRES_DT_MS))
+        soma_hi = self._vectors["soma"].as_numpy().astype(np.float32)
+        expected = duration_ms * per_ms
+        if soma_hi.size < expected:
+            raise SimulationError(f"recorded {soma_hi.size} somatic samples, expected {expected}")
+        soma_hi = soma_hi[:expected].copy()
+        nexus = None
+        if "nexus" in self._vectors:
+            nexus = self._vectors["nexus"].as_numpy()[:duration_ms].astype(np.float32)
+        dend = None
+        if self._dend_vectors:
+            dend = np.stack([v.as_numpy()[:duration_ms] for v in self._dend_vectors], axis=1).astype(np.float16)
+        return SimResult(
+            soma_mV=soma_hi[::per_ms].copy(),
+            nexus_mV=nexus,
+            spike_times_ms=detect_spikes(soma_hi, HIRES_DT_MS, self.sim.spike_threshold_mV),
+            dend_mV=dend,
+            soma_hires_mV=soma_hi,
+        )
+
+    # --- introspection -----------------------------------------------------------------------------------------
+
+    def measure(self, names: Sequence[str] = ()) -> pd.DataFrame:
+        """Per-segment quantities as NEURON sees them (an independent check of the pure tables).
+
+        Columns: ``section``, ``region``, ``x``, ``area_um2``, ``distance_um`` (``h.distance`` from soma(0.5)),
+        ``diam_um``, plus one column per range variable in ``names`` (NaN where it does not exist), e.g.
+        ``"gIhbar_Ih"``, ``"cm"``.
+        """
+        h = _h()
+        soma = self._sections[self.morphology.region("soma")[0].name](0.5)
+        rows = []
+        for geom in self.morphology.sections:
+            for seg in self._sections[geom.name]:
+                row = {"section": geom.name, "region": geom.region, "x": seg.x, "area_um2": seg.area(),
+                       "distance_um": h.distance(soma, seg), "diam_um": seg.diam}
+                for name in names:
+                    row[name] = getattr(seg, name, np.nan)
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def provenance(self) -> dict:
+        """JSON-serialisable: cell and sim configs, morphology origin (path + sha256, or generator version),
+        biophysics JSON path + sha256, mechanism hash, NEURON version, segment and synapse counts."""
+        from biophys.mechanisms.build import neuron_version
+
+        counts = self.segments.groupby("region").size()
+        return {
+            "cell": dataclasses.asdict(self.cell),
+            "sim": dataclasses.asdict(self.sim),
+            "morphology": dict(self.morphology.provenance),
+            "nexus": list(self.morphology.nexus) if self.morphology.nexus else None,
+            "biophysics": {"path": self.biophysics.path, "sha256": self.biophysics.sha256},
+            "mechanism_hash": self._mechanism_hash,
+            "neuron_version": neuron_version(),
+            "n_sections": len(self.morphology.sections),
+            "n_segments": int(len(self.segments)),
+            "n_segments_per_region": {k: int(v) for k, v in counts.items()},
+            "n_dendritic_segments": int(len(self._dendritic)),
+            "n_synapses": int(self.n_synapses),
+        }
+
+
+def _recording(h, reference, interval_ms: float):
+    """A Vector that records ``reference`` every ``interval_ms`` from t = 0 (refilled by every finitialize)."""
+    vector = h.Vector()
+    vector.record(reference, interval_ms)
+    return vector
+
+
+def _from_dict(cls, data: dict):
+    """Build a config dataclass from its JSON dict, refusing unknown keys."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**data)
