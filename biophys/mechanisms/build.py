@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ CACHE_ENV = "NEURONCOMPUTE_CACHE"
 # Any mechanism defined here works as the probe; this one is present on every cell section.
 PROBE_MECHANISM = "NaTs2_t"
 _LIBRARY_STEM = "libnrnmech"
+_NOCMODL_ERROR = re.compile(r"in file ([^\s/]+\.mod)")
+_COMPILER_ERROR = re.compile(r"([^\s/]+)\.cpp:\d+(?::\d+)?: (?:fatal )?error")
 
 _loaded_dir: Path | None = None
 
@@ -137,7 +140,7 @@ def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = 
     return target
 
 
-def load_mechanisms(cache_dir: Path | None = None) -> Path:
+def load_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = None) -> Path:
     """Compile if needed and load the mechanisms into this process, once; return the build directory.
 
     A second call returns at once. If the mechanisms were already loaded by some other route (the probe
@@ -147,7 +150,7 @@ def load_mechanisms(cache_dir: Path | None = None) -> Path:
     global _loaded_dir
     if _loaded_dir is not None:
         return _loaded_dir
-    build_dir = compile_mechanisms(cache_dir)
+    build_dir = compile_mechanisms(cache_dir, source_dir)
     from neuron import h
 
     if not _mechanism_exists(h, PROBE_MECHANISM):
@@ -195,22 +198,18 @@ def _run_nrnivmodl(workdir: Path, sources: list[Path]) -> None:
     output = result.stdout + result.stderr
     if result.returncode == 0 and find_library(workdir) is not None:
         return
-    # nocmodl reports the offending file by name; list those so the error is readable without the log.
-    culprits = [s.name for s in sources if _mentioned_in_errors(s.name, output)]
-    named = ", ".join(culprits) if culprits else ", ".join(s.name for s in sources)
+    named = ", ".join(_files_with_errors(output, sources) or [s.name for s in sources])
     raise MechanismError(
         f"nrnivmodl failed (exit {result.returncode}) compiling {named}; output:\n{output.strip()}"
     )
 
 
-def _mentioned_in_errors(file_name: str, output: str) -> bool:
-    """Whether ``file_name`` appears on an output line that is more than nrnivmodl's progress listing."""
-    progress_words = ("translating", "compiling", "->", "mod_func")
-    for line in output.splitlines():
-        lowered = line.lower()
-        if file_name.lower() in lowered and not any(word in lowered for word in progress_words):
-            return True
-    return False
+def _files_with_errors(output: str, sources: list[Path]) -> list[str]:
+    """Names of the ``sources`` that nocmodl (``... in file X.mod``) or the C++ compiler (``X.cpp:12: error``)
+    report errors in, so the exception names the culprit without the reader digging through the log."""
+    reported = {match.group(1) for match in _NOCMODL_ERROR.finditer(output)}
+    reported |= {f"{match.group(1)}.mod" for match in _COMPILER_ERROR.finditer(output)}
+    return [source.name for source in sources if source.name in reported]
 
 
 @contextmanager
