@@ -1,0 +1,223 @@
+"""Morphology data and rules, file checks, source resolution, download, and synapse placement (no NEURON)."""
+
+import functools
+import hashlib
+import http.server
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from biophys import morphology as mo
+from biophys import synapses
+from biophys.morphology import MorphologyError
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sections():
+    """Fail a test that leaves NEURON sections behind (none of these tests should even import NEURON)."""
+    yield
+    if "neuron" in sys.modules:
+        from neuron import h
+
+        assert not list(h.allsec()), "test leaked NEURON sections"
+
+
+@pytest.mark.parametrize("length, nseg", [(0.5, 1), (39.99, 1), (40.0, 3), (79.9, 3), (80.0, 5), (276.4, 13)])
+def test_nseg_rule(length, nseg):
+    assert mo.nseg_for_length(length) == nseg
+
+
+def test_synthetic_is_deterministic():
+    a, b = mo.synthetic_l5pc(), mo.synthetic_l5pc()
+    assert [s.name for s in a.sections] == [s.name for s in b.sections]
+    for sa, sb in zip(a.sections, b.sections):
+        np.testing.assert_array_equal(sa.points, sb.points)
+        assert (sa.parent, sa.parent_x) == (sb.parent, sb.parent_x)
+    assert a.provenance == {"kind": "synthetic", "generator": mo.SYNTHETIC_VERSION}
+
+
+def test_synthetic_morphometrics_are_l5pc_like():
+    morph = mo.replace_axon(mo.synthetic_l5pc())
+    morph.validate()
+    stats = mo.morphometrics(morph)
+    assert stats["n_basal_trees"] == 8
+    dendritic = stats["n_segments_basal"] + stats["n_segments_apical"]
+    assert 550 <= dendritic <= 650
+    assert 4000 < stats["length_um_basal"] < 7000
+    assert 5000 < stats["length_um_apical"] < 8500
+    assert 1100 < stats["max_apical_path_um"] < 1400
+    assert (stats["n_sections_soma"], stats["n_sections_axon"]) == (1, 2)
+    # The apical tree rises: its tips lie far above the soma, the basal tips below ~300 µm of it.
+    seg = mo.segment_table(morph)
+    assert seg.loc[seg.region == "apical", "pos_y_um"].max() > 900
+    assert np.abs(seg.loc[seg.region == "basal", ["pos_x_um", "pos_y_um", "pos_z_um"]].to_numpy()).max() < 400
+    section, x = morph.nexus
+    nexus_distance = mo.section_start_distances(morph)[section] + x * morph.by_name()[section].length_um
+    assert 700 < nexus_distance < 900
+
+
+def test_ball_and_stick_geometry_and_segment_table():
+    morph = mo.replace_axon(mo.ball_and_stick())
+    seg = mo.segment_table(morph)
+    dend = synapses.dendritic_segments(seg)
+    assert len(dend) == 27 and 10 <= len(dend) <= 30
+    # Hand-computed: dend[0] is 100 µm with 5 segments from soma(0.5); apic[1] starts 200 µm up the trunk.
+    np.testing.assert_allclose(seg.loc[seg.section == "dend[0]", "distance_um"], [10, 30, 50, 70, 90])
+    np.testing.assert_allclose(seg.loc[seg.section == "apic[1]", "distance_um"], [210, 230, 250])
+    np.testing.assert_allclose(seg.loc[seg.section == "dend[0]", "length_um"], 20.0)
+    assert seg.loc[seg.section == "soma[0]", "distance_um"].item() == 0.0
+    assert seg["segment"].iloc[1] == "dend[0](0.1)"
+
+
+def test_replace_axon_gives_two_stubs():
+    morph = mo.replace_axon(mo.ball_and_stick())
+    axon = morph.region("axon")
+    assert [(s.name, s.parent, s.parent_x) for s in axon] == [("axon[0]", "soma[0]", 0.5), ("axon[1]", "axon[0]", 1.0)]
+    assert [s.length_um for s in axon] == [30.0, 30.0] and all(np.all(s.points[:, 3] == 1.0) for s in axon)
+    assert morph.provenance["axon"] == "replaced"
+
+
+def test_validate_names_missing_apical_tree():
+    morph = mo.ball_and_stick()
+    no_apical = mo.Morphology(tuple(s for s in morph.sections if s.region != "apical"), None, {})
+    with pytest.raises(MorphologyError, match="no apical dendrite"):
+        no_apical.validate()
+
+
+def test_synapse_table_order_and_columns():
+    morph = mo.replace_axon(mo.ball_and_stick())
+    table = synapses.synapse_table(mo.segment_table(morph))
+    assert list(table.columns) == list(synapses.COLUMNS)
+    assert len(table) == 54
+    assert table["sign"].tolist() == [1] * 27 + [-1] * 27
+    exc, inh = table.iloc[:27], table.iloc[27:]
+    assert exc["segment"].tolist() == inh["segment"].tolist()
+    assert exc["section"].tolist()[:6] == ["dend[0]"] * 5 + ["dend[1]"]
+    assert exc["tree"].tolist() == ["basal"] * 10 + ["apical"] * 17
+    assert np.all(np.diff(exc["x"].to_numpy()[:5]) > 0)
+
+
+def test_synapse_columns_match_dataset_schema():
+    from biophys import dataset
+
+    assert list(synapses.COLUMNS) == list(dataset.SYNAPSE_COLUMNS)
+
+
+# --- files -----------------------------------------------------------------------------------------------------
+
+
+SWC_OK = """# soma, basal, apical
+1 1 0 0 0 5 -1
+2 3 0 -5 0 1 1
+3 3 0 -50 0 1 2
+4 4 0 5 0 2 1
+5 4 0 300 0 1.5 4
+"""
+
+
+def test_check_good_swc(tmp_path):
+    path = tmp_path / "cell.swc"
+    path.write_text(SWC_OK)
+    assert mo.check_morphology_file(path) == "swc"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("missing.asc", None, "not found"),
+    ("empty.asc", "", "is empty"),
+    ("cell.txt", "1 1 0 0 0 5 -1\n", "unsupported morphology format"),
+    ("bad.swc", "1 1 0 0 0 5 -1\n2 3 zero 0 0 1 1\n", "malformed SWC line"),
+    ("orphan.swc", "1 1 0 0 0 5 -1\n2 4 0 1 0 1 7\n", "names parent 7"),
+    ("noapical.swc", "1 1 0 0 0 5 -1\n2 3 0 -5 0 1 1\n", "no apical dendrite"),
+    ("open.asc", '("CellBody"\n (Closed)\n (1 2 3 4)\n', "unclosed"),
+    ("extra.asc", "(Dendrite (1 2 3 4)))\n", "unbalanced"),
+    ("noapical.asc", '("CellBody" (Closed) (1 2 3 4))\n((Dendrite) (1 2 3 4) (5 6 7 8))\n', "no apical dendrite"),
+])
+def test_bad_files_raise_clear_errors(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(MorphologyError, match=message):
+        mo.check_morphology_file(path)
+
+
+def test_resolve_order(tmp_path, monkeypatch):
+    monkeypatch.setenv(mo.CACHE_ENV, str(tmp_path / "cache"))
+    assert mo.cache_dir() == tmp_path / "cache" / "morphologies"
+    assert mo.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
+    assert mo.resolve_morphology("ball-and-stick", None).provenance["kind"] == "ball-and-stick"
+    user = tmp_path / "mine.swc"
+    user.write_text(SWC_OK)
+    assert mo.resolve_morphology("l5pc", str(user)) == user
+    cached = mo.cache_dir() / mo.CELL1_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_text("not the real cell1.asc")
+    with pytest.raises(MorphologyError, match="sha256"):
+        mo.resolve_morphology("l5pc", None)
+    with pytest.raises(MorphologyError, match="unknown cell"):
+        mo.resolve_morphology("pyramid", None)
+
+
+def test_resolve_uses_cached_cell1(tmp_path, monkeypatch, shared_data):
+    monkeypatch.setenv(mo.CACHE_ENV, str(tmp_path))
+    cached = mo.cache_dir() / mo.CELL1_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((shared_data / "morphologies" / "cell1.asc").read_bytes())
+    assert mo.resolve_morphology("l5pc", None) == cached
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving ``tmp_path / "www"``; yields its base URL."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_checks_sha256_and_writes_atomically(tmp_path, local_server):
+    root, url = local_server
+    payload = b'("CellBody" (1 2 3 4))\n((Dendrite) (Apical) (1 2 3 4))\n'
+    (root / "cell1.asc").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "cache" / "cell1.asc"
+    assert mo.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
+    assert dest.read_bytes() == payload
+    assert list(dest.parent.iterdir()) == [dest]  # no temporary file left
+    (root / "cell1.asc").write_bytes(b"tampered")
+    other = tmp_path / "cache" / "other.asc"
+    with pytest.raises(MorphologyError, match="expected"):
+        mo.fetch_morphology(f"{url}/cell1.asc", other, digest)
+    assert not other.exists() and list(dest.parent.iterdir()) == [dest]
+    with pytest.raises(MorphologyError, match="could not download"):
+        mo.fetch_morphology(f"{url}/missing.asc", other, digest)
+    # An up-to-date file is kept without downloading (the server now serves something else).
+    assert mo.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
+
+
+def test_fetch_cli(tmp_path, local_server, capsys):
+    import argparse
+
+    root, url = local_server
+    (root / "m.asc").write_bytes(b"abc")
+    parser = argparse.ArgumentParser()
+    mo.register_cli(parser.add_subparsers())
+    dest = tmp_path / "m.asc"
+    args = parser.parse_args(["fetch-morphology", "--url", f"{url}/m.asc", "--dest", str(dest),
+                              "--sha256", hashlib.sha256(b"abc").hexdigest()])
+    assert args.func(args) == 0 and dest.read_bytes() == b"abc"
+    args = parser.parse_args(["fetch-morphology", "--url", f"{url}/m.asc", "--dest", str(tmp_path / "x.asc"),
+                              "--sha256", "0" * 64])
+    assert args.func(args) == 1
+    assert "expected" in capsys.readouterr().out
