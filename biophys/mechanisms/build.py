@@ -126,10 +126,8 @@ def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = 
             for source in sources:
                 shutil.copy2(source, staging / source.name)
             _run_nrnivmodl(staging, sources)
-            # mkdtemp makes the folder private; a cache shared between users needs the usual mode.
-            umask = os.umask(0)
-            os.umask(umask)
-            staging.chmod(0o777 & ~umask)
+            # mkdtemp makes the folder private; give it the cache's own mode so a shared cache stays usable.
+            staging.chmod(cache.stat().st_mode & 0o777)
             if target.exists():
                 # A leftover without a library (e.g. removed by hand) would block the rename.
                 shutil.rmtree(target)
