@@ -436,11 +436,12 @@ class _TreeBuilder:
 def synthetic_l5pc() -> Morphology:
     """A deterministic L5PC-like morphology for offline use (axon not yet replaced; no reconstructed axon).
 
-    Built from typical thick-tufted layer-5 morphometrics (Hay et al. 2011's cell1 for scale): a 23 µm × 13.5 µm
-    soma; 8 basal trees of binary branches (≈ 5 mm in all, radial reach ≈ 250 µm); an apical trunk of 8 sections
-    rising ≈ 800 µm along +y and tapering 4.5 → 2.2 µm, with an oblique tree at each of the first 6 trunk
-    branch points; a tuft of 3 primary branches from the trunk's end reaching ≈ 1.3 mm path distance.
-    About 600 dendritic segments under the nseg rule. The nexus is the trunk's last section at x = 0.9.
+    Built from typical thick-tufted layer-5 morphometrics, scaled like Hay et al. 2011's cell1: a 23.2 µm ×
+    13.5 µm soma; 8 basal trees of binary branches (66 sections, ≈ 5.6 mm, radial reach ≈ 230 µm); an apical
+    trunk of 8 sections rising ≈ 800 µm along +y and tapering 4.5 → 2.2 µm, with an oblique tree at each of the
+    first 6 trunk branch points, and a tuft of 3 primary branches from the trunk's end (53 apical sections,
+    ≈ 6.2 mm, farthest tip ≈ 1.24 mm from the trunk base). 599 dendritic segments (286 basal, 313 apical) under
+    the nseg rule. The nexus is the trunk's last section at x = 0.9 (≈ 780 µm from the soma).
     The same call always returns the same geometry (fixed seed), recorded as ``SYNTHETIC_VERSION``.
     """
     rng = np.random.default_rng(_SYNTHETIC_SEED)

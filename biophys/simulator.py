@@ -14,7 +14,9 @@ Input events: a spike in bin k (or at time t) is delivered to its synapse's NetC
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -528,3 +530,131 @@ def _from_dict(cls, data: dict):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(known)}")
     return cls(**data)
+
+
+# --- command line ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SimulationInputs:
+    """Input spike trains read from a file.
+
+    Attributes:
+        spike_times: per simulation, one float64 array of spike times (ms) per synapse in dataset order.
+        duration_ms: T, the simulated duration of every simulation.
+        seeds: int64 [n_sim] the simulations' seeds (a pickle's index when it has none).
+        sim_index: int64 [n_sim] the simulations' indices in the source.
+        source: a short description of where they came from.
+    """
+
+    spike_times: list[list[np.ndarray]]
+    duration_ms: int
+    seeds: np.ndarray
+    sim_index: np.ndarray
+    source: str
+
+
+def read_inputs(path: str | Path) -> SimulationInputs:
+    """Read the input spike trains of a NeuronIO dataset store (a directory) or an original NeuronIO pickle.
+
+    A pickle holds ``exInputSpikeTimes`` / ``inhInputSpikeTimes`` (segment index → times in ms) per simulation;
+    excitatory synapse k is row k, inhibitory synapse k is row n_segments + k, with n_segments from
+    ``Params['allSegmentsType']``. Only open pickles you trust: unpickling can run code.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from biophys.dataset import NeuronIOStore
+
+        store = NeuronIOStore(path).load()
+        spikes = store.ds["input_spikes"].values
+        times = [spike_matrix_to_times(spikes[i].T) for i in range(store.n_sims)]
+        return SimulationInputs(times, store.n_time, store.ds["seed"].values.astype(np.int64),
+                                store.sim_ids.astype(np.int64), f"store {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no input file or store at {path}")
+    with open(path, "rb") as handle:
+        try:
+            original = pickle.load(handle, encoding="latin1")
+            params = original["Params"]
+            sims = original["Results"]["listOfSingleSimulationDicts"]
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is neither a NeuronIO store nor an original NeuronIO pickle: {exc}") from exc
+    n_segments = len(params["allSegmentsType"])
+    duration_ms = int(round(float(params["totalSimDurationInSec"]) * 1000.0))
+    times = []
+    for sim in sims:
+        trains = [np.zeros(0)] * (2 * n_segments)
+        for offset, key in ((0, "exInputSpikeTimes"), (n_segments, "inhInputSpikeTimes")):
+            for segment, spikes in sim[key].items():
+                trains[offset + int(segment)] = np.sort(np.asarray(spikes, dtype=np.float64))
+        times.append(trains)
+    index = np.arange(len(sims), dtype=np.int64)
+    return SimulationInputs(times, duration_ms, index.copy(), index, f"pickle {path}")
+
+
+def register_cli(subparsers) -> None:
+    """Add ``simulate``: run the cell on the input spikes of a store or NeuronIO pickle, write a store."""
+    parser = subparsers.add_parser(
+        "simulate", help="simulate the cell on given input spike trains and write a NeuronIO store",
+        description="Run the L5PC (or the ball-and-stick cell) on the input spike trains of a NeuronIO store or "
+                    "an original NeuronIO pickle and write the results as a NeuronIO store.")
+    parser.add_argument("--inputs", required=True, type=Path, help="input NeuronIO store (directory) or pickle")
+    parser.add_argument("--out", required=True, type=Path, help="output store path (.zarr)")
+    parser.add_argument("--cell", default="l5pc", choices=("l5pc", "ball-and-stick"))
+    parser.add_argument("--morphology", default=None, help=".asc/.swc file (default: cached cell1.asc, else "
+                                                           "the synthetic L5PC)")
+    parser.add_argument("--synapse-model", default="ampa_nmda", choices=synapses.EXCITATORY_MODELS)
+    parser.add_argument("--method", default="fixed", choices=("fixed", "cvode"))
+    parser.add_argument("--dt-ms", type=float, default=SimConfig.dt_ms)
+    parser.add_argument("--celsius", type=float, default=SimConfig.celsius_degC, help="temperature (°C)")
+    parser.add_argument("--record-dendrites", action="store_true", help="store every dendritic segment's voltage")
+    parser.add_argument("--max-sims", type=int, default=None, help="simulate only the first N simulations")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    parser.set_defaults(func=_simulate_command)
+
+
+def _simulate_command(args: argparse.Namespace) -> int:
+    from biophys import dataset
+    from biophys.provenance import provenance as code_provenance
+
+    cell = CellConfig(args.cell, args.morphology, args.synapse_model)
+    sim_config = SimConfig(dt_ms=args.dt_ms, method=args.method, celsius_degC=args.celsius,
+                           record_dendrites=args.record_dendrites)
+    if args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} already exists; pass --overwrite to replace it")
+        return 1
+    inputs = read_inputs(args.inputs)
+    count = len(inputs.spike_times) if args.max_sims is None else min(args.max_sims, len(inputs.spike_times))
+    T = inputs.duration_ms
+    with CellSimulator(cell, sim_config) as sim:
+        if len(inputs.spike_times[0]) != sim.n_synapses:
+            print(f"error: {inputs.source} has {len(inputs.spike_times[0])} input channels, the cell has "
+                  f"{sim.n_synapses} synapses")
+            return 1
+        spikes = np.zeros((count, T, sim.n_synapses), np.uint8)
+        soma = np.zeros((count, T), np.float32)
+        nexus = np.zeros((count, T), np.float32)
+        dend = np.zeros((count, T, sim.n_synapses // 2), np.float16) if args.record_dendrites else None
+        out_times = []
+        for i in range(count):
+            trains = inputs.spike_times[i]
+            result = sim.run_spike_times(trains, T)
+            for k, train in enumerate(trains):
+                np.add.at(spikes[i, :, k], train.astype(np.int64), 1)
+            soma[i] = result.soma_mV
+            if result.nexus_mV is not None:
+                nexus[i] = result.nexus_mV
+            if dend is not None:
+                dend[i] = result.dend_mV
+            out_times.append(result.spike_times_ms)
+            print(f"simulation {i + 1}/{count}: {len(result.spike_times_ms)} output spikes")
+        config = {"command": "simulate", "inputs": inputs.source, "cell": dataclasses.asdict(cell),
+                  "sim": dataclasses.asdict(sim_config)}
+        prov = {**code_provenance(), **sim.provenance()}
+        ds = dataset.build_dataset(spikes, soma, out_times, inputs.seeds[:count], sim.synapses, config, prov,
+                                   nexus_voltage=nexus if sim.morphology.nexus is not None else None,
+                                   dendritic_voltage=dend, sim_index=inputs.sim_index[:count])
+    dataset.write_store(ds, args.out, overwrite=args.overwrite)
+    print(args.out)
+    return 0
+

@@ -141,3 +141,48 @@ def test_spike_matrix_to_times():
     counts = np.array([[0, 1, 0, 2], [0, 0, 0, 0], [1, 0, 0, 0]], np.uint8)
     times = simulator.spike_matrix_to_times(counts)
     assert [t.tolist() for t in times] == [[1.0, 3.0, 3.0], [], [0.0]]
+
+
+def _cli(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    simulator.register_cli(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_simulate_cli_from_store_and_pickle(tmp_path):
+    """`simulate` re-runs a store's inputs (same voltages as a direct run) and reads original pickles."""
+    import pickle
+
+    from biophys import dataset
+
+    spikes = np.stack([random_input(54, 120, seed=s, p_exc=0.06).T for s in (4, 5)])
+    with CellSimulator(BALL, SimConfig()) as sim:
+        direct = [sim.run(spikes[i].T, 120) for i in range(2)]
+        table = sim.synapses
+    source = dataset.build_dataset(spikes, np.zeros((2, 120)), [[], []], [11, 12], table, {}, {})
+    dataset.write_store(source, tmp_path / "in.zarr")
+    assert _cli(["simulate", "--inputs", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "out.zarr"),
+                 "--cell", "ball-and-stick"]) == 0
+    out = dataset.NeuronIOStore(tmp_path / "out.zarr").load()
+    np.testing.assert_array_equal(out.ds["input_spikes"].values, spikes)
+    np.testing.assert_array_equal(out.soma_voltage(1), direct[1].soma_mV)
+    np.testing.assert_array_equal(out.spike_times(0), direct[0].spike_times_ms)
+    assert out.ds["seed"].values.tolist() == [11, 12]
+    assert out.provenance["cell"]["name"] == "ball-and-stick" and "mechanism_hash" in out.provenance
+
+    trains = simulator.spike_matrix_to_times(spikes[0].T)
+    original = {"Params": {"allSegmentsType": ["basal"] * 10 + ["apical"] * 17, "totalSimDurationInSec": 0.12},
+                "Results": {"listOfSingleSimulationDicts": [{
+                    "exInputSpikeTimes": {k: trains[k] for k in range(27) if len(trains[k])},
+                    "inhInputSpikeTimes": {k: trains[27 + k] for k in range(27) if len(trains[27 + k])}}]}}
+    with open(tmp_path / "in.p", "wb") as handle:
+        pickle.dump(original, handle, protocol=2)
+    assert _cli(["simulate", "--inputs", str(tmp_path / "in.p"), "--out", str(tmp_path / "p.zarr"),
+                 "--cell", "ball-and-stick"]) == 0
+    np.testing.assert_array_equal(dataset.NeuronIOStore(tmp_path / "p.zarr").soma_voltage(0), direct[0].soma_mV)
+    assert _cli(["simulate", "--inputs", str(tmp_path / "in.p"), "--out", str(tmp_path / "p.zarr"),
+                 "--cell", "ball-and-stick"]) == 1  # refuses to overwrite
