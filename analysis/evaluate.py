@@ -62,13 +62,26 @@ def load_arrays(store: NeuronIOStore) -> NeuronIOArrays:
         raise AnalysisError(str(exc)) from None
 
 
-def _cell(provenance: dict) -> dict | None:
-    """The cell record of a store's provenance, or of a run's record of a store (which may nest it)."""
+def cell_identity(provenance: dict) -> dict | None:
+    """What identifies the simulated cell in a store's provenance (or in a run's record of a store, which may
+    nest it under "provenance"), flattened to {"section.key": value}; None when no cell is recorded.
+
+    Taken: the cell config (name, synapse model, …) except its morphology *option* (a path or None = automatic),
+    the resolved morphology's origin except its path (sha256 or generator version), the biophysics file's sha256,
+    and the synapse count. Paths are left out so that the same files elsewhere still match.
+    """
     if not isinstance(provenance, dict):
         return None
-    if isinstance(provenance.get("cell"), dict):
-        return provenance["cell"]
-    return _cell(provenance.get("provenance"))
+    if not isinstance(provenance.get("cell"), dict):
+        return cell_identity(provenance.get("provenance"))
+    identity = {f"cell.{k}": v for k, v in provenance["cell"].items() if k != "morphology"}
+    if isinstance(provenance.get("morphology"), dict):
+        identity.update({f"morphology.{k}": v for k, v in provenance["morphology"].items() if k != "path"})
+    if isinstance(provenance.get("biophysics"), dict) and "sha256" in provenance["biophysics"]:
+        identity["biophysics.sha256"] = provenance["biophysics"]["sha256"]
+    if "n_synapses" in provenance:
+        identity["n_synapses"] = provenance["n_synapses"]
+    return identity
 
 
 def check_compatible(run: Run, store: NeuronIOStore) -> dict:
@@ -84,12 +97,15 @@ def check_compatible(run: Run, store: NeuronIOStore) -> dict:
     if width != store.n_synapses:
         raise AnalysisError(f"run {run.path} expects {width} input synapses but store {store.path} has "
                             f"{store.n_synapses}; evaluate on data from the same cell and synapse layout")
-    trained = _cell(run.data_provenance.get("train", {}))
-    here = _cell(store.provenance)
+    trained = cell_identity(run.data_provenance.get("train", {}))
+    here = cell_identity(store.provenance)
     if trained is None or here is None:
         which = "the run's training data" if trained is None else f"store {store.path}"
         return {"synapses": "ok", "cell": f"unverified: {which} records no cell provenance"}
-    differing = sorted(k for k in set(trained) & set(here) if trained[k] != here[k])
+    common = set(trained) & set(here)
+    if not common:
+        return {"synapses": "ok", "cell": "unverified: the two cell records share no field"}
+    differing = sorted(k for k in common if trained[k] != here[k])
     if differing:
         details = "; ".join(f"{k}: trained on {trained[k]!r}, store has {here[k]!r}" for k in differing)
         raise AnalysisError(f"run {run.path} was trained on another cell than store {store.path} holds ({details})")

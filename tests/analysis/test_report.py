@@ -123,8 +123,21 @@ def test_store_with_other_synapse_count_is_rejected(tmp_path, stores):
 def test_run_trained_on_another_cell_is_rejected(tmp_path, stores):
     test, _ = stores
     run = make_run(tmp_path / "r", "tcn", test, cell={"name": "hay-l5pc"})
-    with pytest.raises(ev.AnalysisError, match="another cell.*name: trained on 'hay-l5pc', store has 'fake-integrator'"):
+    with pytest.raises(ev.AnalysisError, match="another cell.*cell.name: trained on 'hay-l5pc', store has 'fake-integrator'"):
         ev.evaluate_run(run, test)
+
+
+def test_cell_identity_ignores_paths_but_not_file_contents():
+    def provenance(path, sha):
+        return {"cell": {"name": "l5pc", "morphology": path, "synapse_model": "ampa_nmda"},
+                "morphology": {"kind": "file", "path": path, "sha256": sha},
+                "biophysics": {"path": "/x/l5pc.json", "sha256": "b1"}, "n_synapses": 1278, "git_commit": "abc"}
+
+    a = ev.cell_identity(provenance("/data/cell1.asc", "m1"))
+    assert a == ev.cell_identity({"provenance": provenance(None, "m1")})  # a run's nested record, another path
+    assert a != ev.cell_identity(provenance("/data/cell1.asc", "m2"))
+    assert a["cell.synapse_model"] == "ampa_nmda" and "git_commit" not in str(a)
+    assert ev.cell_identity({"git_commit": "abc"}) is None
 
 
 def test_cli_evaluate_and_report(tmp_path, stores, capsys):
