@@ -438,10 +438,13 @@ def synthetic_l5pc() -> Morphology:
 
     Built from typical thick-tufted layer-5 morphometrics, scaled like Hay et al. 2011's cell1: a 23.2 µm ×
     13.5 µm soma; 8 basal trees of binary branches (66 sections, ≈ 5.6 mm, radial reach ≈ 230 µm); an apical
-    trunk of 8 sections rising ≈ 800 µm along +y and tapering 4.5 → 2.2 µm, with an oblique tree at each of the
+    trunk of 8 sections rising ≈ 800 µm along +y and tapering 3.5 → 1.8 µm, with an oblique tree at each of the
     first 6 trunk branch points, and a tuft of 3 primary branches from the trunk's end (53 apical sections,
     ≈ 6.2 mm, farthest tip ≈ 1.24 mm from the trunk base). 599 dendritic segments (286 basal, 313 apical) under
-    the nseg rule. The nexus is the trunk's last section at x = 0.9 (≈ 780 µm from the soma).
+    the nseg rule. The nexus is the trunk's last section at x = 0.9 (≈ 780 µm from the soma). Diameters are set
+    so that the membrane area (≈ 28,500 µm²) and, with the L5PC biophysics, the somatic input resistance
+    (≈ 51 MΩ; cell1: 45 MΩ) and rest (−80.6 mV) come close to cell1's; 0.5 / 0.8 / 1.0 nA steps give
+    8 / 15 / 17 spikes in 1 s (cell1: 6 / 15 / 17).
     The same call always returns the same geometry (fixed seed), recorded as ``SYNTHETIC_VERSION``.
     """
     rng = np.random.default_rng(_SYNTHETIC_SEED)
@@ -454,13 +457,13 @@ def synthetic_l5pc() -> Morphology:
     for k in range(8):
         angle = 2 * np.pi * (k + 0.3 * rng.random()) / 8
         direction = np.array([np.cos(angle), -0.6 - 0.3 * rng.random(), np.sin(angle)])
-        primary = tree.add("basal", soma, 0.5, direction, rng.uniform(15, 30), 2.4, 2.0)
+        primary = tree.add("basal", soma, 0.5, direction, rng.uniform(15, 30), 1.8, 1.5)
         base = direction / np.linalg.norm(direction)
         for sign in (1.0, -1.0):
-            tree.branch("basal", primary, _rotate_away(base, sign * 0.5, rng), 1.3, 1, 3,
+            tree.branch("basal", primary, _rotate_away(base, sign * 0.5, rng), 0.9, 1, 3,
                         inner_length=(30, 60), terminal_length=(90, 150), p_branch=0.55, spread=0.45)
 
-    trunk_diam = np.linspace(4.5, 2.2, 9)
+    trunk_diam = np.linspace(3.5, 1.8, 9)
     parent, parent_x = soma, 0.5
     for k in range(8):
         trunk = tree.add("apical", parent, parent_x, [0.0, 1.0, 0.0], rng.uniform(90, 110),
