@@ -186,3 +186,34 @@ def test_simulate_cli_from_store_and_pickle(tmp_path):
     np.testing.assert_array_equal(dataset.NeuronIOStore(tmp_path / "p.zarr").soma_voltage(0), direct[0].soma_mV)
     assert _cli(["simulate", "--inputs", str(tmp_path / "in.p"), "--out", str(tmp_path / "p.zarr"),
                  "--cell", "ball-and-stick"]) == 1  # refuses to overwrite
+
+
+SWC = """# soma (3-point), one basal, an apical trunk with two branches
+1 1 0 0 0 6 -1
+2 1 0 -6 0 6 1
+3 1 0 6 0 6 1
+4 3 0 -6 0 1 1
+5 3 0 -120 0 0.8 4
+6 4 0 6 0 1.5 1
+7 4 0 250 0 1.2 6
+8 4 60 320 0 0.8 7
+9 4 -60 320 0 0.8 7
+"""
+
+
+def test_swc_file_builds_through_import3d(tmp_path):
+    from biophys.morphology import MorphologyError
+
+    path = tmp_path / "small.swc"
+    path.write_text(SWC)
+    with CellSimulator(CellConfig(morphology=str(path)), SimConfig()) as sim:
+        regions = {s.region for s in sim.morphology.sections}
+        assert regions == {"soma", "basal", "apical", "axon"}
+        assert len(sim.morphology.region("apical")) == 3
+        assert sim.morphology.nexus is None and sim.provenance()["morphology"]["kind"] == "file"
+        result = sim.run(np.zeros((sim.n_synapses, 20), np.uint8), 20)
+    assert result.nexus_mV is None and result.soma_mV.shape == (20,)
+    no_apical = tmp_path / "noapical.swc"
+    no_apical.write_text("\n".join(SWC.splitlines()[:6]) + "\n")
+    with pytest.raises(MorphologyError, match="no apical dendrite"):
+        CellSimulator(CellConfig(morphology=str(no_apical)), SimConfig())
