@@ -76,7 +76,7 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     for name, (fpr, tpr) in curves.items():
         label = name if not aucs or aucs.get(name) is None else f"{name} (AUC {aucs[name]:.4f})"
         keep = fpr > 0  # log axis: the (0, ·) vertices cannot be drawn
-        ax.step(fpr[keep], tpr[keep], where="post", color=colors[name], label=label, lw=1.6)
+        ax.plot(fpr[keep], tpr[keep], color=colors[name], label=label, lw=1.6)  # vertices joined as tpr_at_fpr reads them
     grid = np.logspace(-5, 0, 200)
     ax.plot(grid, grid, color="grey", ls=":", lw=1, label="chance")
     for x in (0.0025, 0.01):
