@@ -1,0 +1,243 @@
+"""Training windows and targets from a NeuronIO store; whole-simulation prediction for evaluation.
+
+Conventions (shared/specs/elm.md, "NeuronIO training conventions"), all in one place:
+- input: spike counts per 1 ms bin times the channel's sign (+1 excitatory, −1 inhibitory), float32;
+- spike target: the store's per-bin output spike labels (bin int(t − 0.5) of each spike);
+- soma target: (min(V, −55 mV) + 67.7) · 0.1, i.e. the voltage clipped below spike height, then scaled;
+- windows of ``window_ms`` (500) starting at or after ``skip_ms`` (500) into a simulation; the first
+  ``burn_in_ms`` (150) of every window (and of every whole simulation) are excluded from losses and metrics,
+  because the model's state has not yet caught up with the input.
+Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this module reads through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from biophys.dataset import NeuronIOStore, StoreError
+from surrogate.models import model_input_width
+
+SOMA_CLIP_MV = -55.0  # voltages above are spikes; the soma target ignores them
+SOMA_OFFSET_MV = 67.7  # added before scaling so the target sits near 0..1.3
+SOMA_SCALE_PER_MV = 0.1
+WINDOW_MS = 500
+BURN_IN_MS = 150
+SKIP_MS = 500
+
+
+def soma_target(v_mv: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """Scaled soma target (min(V, −55) + 67.7) · 0.1 of a voltage in mV (NumPy or torch, same shape)."""
+    clipped = np.minimum(v_mv, SOMA_CLIP_MV) if isinstance(v_mv, np.ndarray) else v_mv.clamp(max=SOMA_CLIP_MV)
+    return (clipped + SOMA_OFFSET_MV) * SOMA_SCALE_PER_MV
+
+
+def soma_from_target(y: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """Inverse of :func:`soma_target` on the voltage channel: model output → mV (not clipped)."""
+    return y / SOMA_SCALE_PER_MV - SOMA_OFFSET_MV
+
+
+def clip_soma(v_mv: np.ndarray) -> np.ndarray:
+    """The voltage the soma target describes: V clipped at −55 mV from above, in mV."""
+    return np.minimum(v_mv, SOMA_CLIP_MV)
+
+
+def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """float32 [..., n_syn] model input: uint8 spike counts [..., n_syn] times int8 signs [n_syn]."""
+    return spikes.astype(np.float32) * signs.astype(np.float32)
+
+
+@dataclass
+class NeuronIOArrays:
+    """One store held in memory as the arrays training needs.
+
+    Attributes:
+        spikes: uint8 [n_sims, n_time, n_syn] input spike counts per 1 ms bin (unsigned; kept compact).
+        signs: int8 [n_syn] +1 excitatory, −1 inhibitory.
+        soma_mv: float32 [n_sims, n_time] somatic voltage in mV.
+        spike_labels: bool [n_sims, n_time] output spike per bin.
+        spike_times_ms: n_sims float64 arrays of exact output spike times in ms.
+        sim_ids: int64 [n_sims] the store's simulation indices.
+    """
+
+    spikes: np.ndarray
+    signs: np.ndarray
+    soma_mv: np.ndarray
+    spike_labels: np.ndarray
+    spike_times_ms: list[np.ndarray]
+    sim_ids: np.ndarray
+
+    @property
+    def n_sims(self) -> int:
+        return self.spikes.shape[0]
+
+    @property
+    def n_time(self) -> int:
+        return self.spikes.shape[1]
+
+    @property
+    def n_synapses(self) -> int:
+        return self.spikes.shape[2]
+
+    @classmethod
+    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None) -> "NeuronIOArrays":
+        """Read simulations (positions ``sims``, default all) of a store, one read per simulation.
+
+        Raises:
+            StoreError: missing/invalid store, no simulations, or non-finite voltages (named by simulation).
+        """
+        store = store if isinstance(store, NeuronIOStore) else NeuronIOStore(store)
+        positions = np.arange(store.n_sims) if sims is None else np.asarray(sims, dtype=np.int64)
+        if store.n_sims == 0 or store.n_time == 0:
+            raise StoreError(f"{store.path} holds no data ({store.n_sims} simulations × {store.n_time} ms)")
+        if len(positions) == 0:
+            raise StoreError(f"no simulations selected from {store.path}")
+        soma = np.stack([store.soma_voltage(int(i)) for i in positions])
+        bad = np.flatnonzero(~np.isfinite(soma).all(axis=1))
+        if len(bad):
+            ids = store.sim_ids[positions[bad]]
+            raise StoreError(f"{store.path}: soma_voltage has NaN/inf values in simulations {ids[:10].tolist()}"
+                             f"{' …' if len(ids) > 10 else ''}")
+        return cls(
+            spikes=np.stack([store.input_spikes(int(i)) for i in positions]),
+            signs=store.signs,
+            soma_mv=soma.astype(np.float32),
+            spike_labels=np.stack([store.output_spikes(int(i)) for i in positions]).astype(bool),
+            spike_times_ms=[store.spike_times(int(i)) for i in positions],
+            sim_ids=store.sim_ids[positions],
+        )
+
+
+def default_skip_ms(n_time: int, window_ms: int = WINDOW_MS) -> int:
+    """Skip the first 500 ms when a simulation holds 500 ms + a window; else as much as still fits."""
+    return min(SKIP_MS, max(0, n_time - window_ms))
+
+
+def check_window(n_time: int, window_ms: int, burn_in_ms: int, skip_ms: int) -> None:
+    """Raise ValueError unless windows of ``window_ms`` after ``skip_ms`` fit ``n_time`` ms with a loss region."""
+    if window_ms <= 0 or burn_in_ms < 0 or skip_ms < 0:
+        raise ValueError(f"need window_ms > 0, burn_in_ms ≥ 0, skip_ms ≥ 0; got {window_ms}, {burn_in_ms}, {skip_ms}")
+    if burn_in_ms >= window_ms:
+        raise ValueError(f"burn_in_ms ({burn_in_ms}) must be shorter than window_ms ({window_ms})")
+    if skip_ms + window_ms > n_time:
+        raise ValueError(f"a {window_ms} ms window after skip_ms = {skip_ms} ms does not fit simulations of "
+                         f"{n_time} ms; lower window_ms or skip_ms")
+
+
+class Batch(NamedTuple):
+    """x: float32 [B, T, n_syn] signed inputs; spike: float32 [B, T] labels 0/1; soma: float32 [B, T] target."""
+
+    x: Tensor
+    spike: Tensor
+    soma: Tensor
+
+
+class WindowSampler:
+    """Random training windows from in-memory data, reproducible from a seed.
+
+    Every batch draws ``batch_size`` (simulation, start) pairs uniformly: simulations from all of ``data``,
+    starts from ``skip_ms .. n_time − window_ms``. The generator's state can be saved and restored
+    (:attr:`state`), so resumed training continues the same sequence of windows.
+    """
+
+    def __init__(self, data: NeuronIOArrays, batch_size: int, window_ms: int = WINDOW_MS,
+                 skip_ms: int | None = None, seed: int | np.random.SeedSequence = 0):
+        self.skip_ms = default_skip_ms(data.n_time, window_ms) if skip_ms is None else skip_ms
+        check_window(data.n_time, window_ms, 0, self.skip_ms)
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.data = data
+        self.batch_size = batch_size
+        self.window_ms = window_ms
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def state(self) -> dict:
+        """The generator's state (JSON-serialisable)."""
+        return self.rng.bit_generator.state
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        self.rng.bit_generator.state = value
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """int64 [B] simulation positions and int64 [B] window starts in ms."""
+        sims = self.rng.integers(0, self.data.n_sims, size=self.batch_size)
+        starts = self.rng.integers(self.skip_ms, self.data.n_time - self.window_ms + 1, size=self.batch_size)
+        return sims, starts
+
+    def batch(self) -> Batch:
+        """The next batch of windows (CPU tensors)."""
+        sims, starts = self.draw()
+        offsets = starts[:, None] + np.arange(self.window_ms)
+        rows = sims[:, None]
+        d = self.data
+        return Batch(
+            x=torch.from_numpy(signed_inputs(d.spikes[rows, offsets], d.signs)),
+            spike=torch.from_numpy(d.spike_labels[rows, offsets].astype(np.float32)),
+            soma=torch.from_numpy(soma_target(d.soma_mv[rows, offsets]).astype(np.float32)),
+        )
+
+    def __iter__(self):
+        while True:
+            yield self.batch()
+
+
+@torch.no_grad()
+def predict_arrays(model: nn.Module, data: NeuronIOArrays, batch_size: int = 4,
+                   device: str | torch.device = "cpu") -> np.ndarray:
+    """Raw model outputs for whole simulations run from t = 0, ``batch_size`` simulations at a time.
+
+    Returns:
+        float32 [n_sims, n_time, 2]: channel 0 spike logit, channel 1 scaled soma (see :func:`soma_from_target`).
+    """
+    was_training = model.training
+    model.eval()
+    out = np.empty((data.n_sims, data.n_time, 2), np.float32)
+    try:
+        for lo in range(0, data.n_sims, batch_size):
+            x = torch.from_numpy(signed_inputs(data.spikes[lo:lo + batch_size], data.signs)).to(device)
+            out[lo:lo + batch_size] = model(x).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def predict_store(model: nn.Module, store: NeuronIOStore | NeuronIOArrays | str | Path, burn_in_ms: int = BURN_IN_MS,
+                  batch_size: int = 4, device: str | torch.device = "cpu") -> dict:
+    """Predictions of ``model`` for every whole simulation of ``store``, burn-in removed.
+
+    The model runs each simulation from t = 0; the first ``burn_in_ms`` bins are dropped from every array.
+
+    Returns a dict of arrays over bins t = burn_in_ms .. n_time − 1 (T' = n_time − burn_in_ms of them):
+        ``spike_prob`` float32 [n_sims, T'] predicted spike probability per bin;
+        ``spike_true`` bool [n_sims, T'] true output spike per bin;
+        ``soma_pred_mv`` float32 [n_sims, T'] predicted somatic voltage in mV (unclipped, unrescaled);
+        ``soma_true_mv`` float32 [n_sims, T'] true voltage clipped at −55 mV (what the model is trained on);
+        ``time_ms`` float64 [T'] bin start times; ``offset_ms`` float (= burn_in_ms);
+        ``spike_times_ms`` list of n_sims float64 arrays of exact true spike times (whole simulation, in ms);
+        ``sim_ids`` int64 [n_sims] the store's simulation indices.
+    """
+    data = store if isinstance(store, NeuronIOArrays) else NeuronIOArrays.from_store(store)
+    if model_input_width(model) != data.n_synapses:
+        raise StoreError(f"the model expects {model_input_width(model)} input channels but the store has "
+                         f"{data.n_synapses} synapses")
+    if not 0 <= burn_in_ms < data.n_time:
+        raise ValueError(f"burn_in_ms must lie in [0, {data.n_time}), got {burn_in_ms}")
+    y = predict_arrays(model, data, batch_size, device)[:, burn_in_ms:]
+    keep = slice(burn_in_ms, None)
+    return {
+        "spike_prob": torch.sigmoid(torch.from_numpy(y[..., 0])).numpy(),
+        "spike_true": data.spike_labels[:, keep].copy(),
+        "soma_pred_mv": soma_from_target(y[..., 1]),
+        "soma_true_mv": clip_soma(data.soma_mv[:, keep]),
+        "time_ms": np.arange(burn_in_ms, data.n_time, dtype=np.float64),
+        "offset_ms": float(burn_in_ms),
+        "spike_times_ms": data.spike_times_ms,
+        "sim_ids": data.sim_ids,
+    }

@@ -1,0 +1,162 @@
+"""Run directories: the files one training run leaves behind, written atomically, and read back.
+
+A run directory holds
+    ``config.json``    the TrainConfig as a dict (model kind, full model_config, data paths, seed, …);
+    ``metrics.json``   status, best and last validation metrics, epochs, steps, wall time, num_params,
+                       provenance (code, run-config hash, and each store's provenance and config hash);
+    ``history.json``   one record per validation: epoch, step, train/valid loss, valid AUC, soma RMSE (mV), lr;
+    ``model.pt``       the best weights (state_dict, by validation loss);
+    ``checkpoint.pt``  the last state: model, optimizer, scheduler, epoch, step, RNG states, TrainConfig dict;
+    ``curves.png``     the history plotted.
+Every file is written to a temporary sibling and renamed into place, so each is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from surrogate.models import build_model
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.json"
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+CURVES_FILE = "curves.png"
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete, or inconsistent."""
+
+
+def _temp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename onto ``path``; remove the temporary file on failure."""
+    path = Path(path)
+    tmp = _temp_sibling(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically (non-finite floats are written as NaN/Infinity)."""
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    _replace_atomically(Path(path), write)
+
+
+def save_torch(path: str | Path, obj) -> None:
+    """``torch.save`` atomically."""
+    _replace_atomically(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    """Plot loss (train, valid), valid spike AUC, valid soma RMSE (mV) and lr against epoch into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5), constrained_layout=True)
+    axes[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(epochs, [h["valid_loss"] for h in history], "o-", label="valid")
+    axes[0].set(ylabel="loss (0.5 BCE + 0.5 MSE)", yscale="log")
+    axes[0].legend()
+    axes[1].plot(epochs, [h["valid_auc"] for h in history], "o-")
+    axes[1].set(ylabel="valid spike ROC AUC")
+    axes[2].plot(epochs, [h["valid_rmse_mv"] for h in history], "o-")
+    axes[2].set(ylabel="valid soma RMSE (mV)")
+    axes[3].plot(epochs, [h["lr"] for h in history], "o-")
+    axes[3].set(ylabel="learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    _replace_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) training run read back from its directory.
+
+    Attributes:
+        path: the run directory.
+        config: config.json (TrainConfig fields).
+        metrics: metrics.json.
+        history: history.json, one dict per validation.
+        model: the model with the best weights, in eval mode, on the CPU.
+        data_provenance: {"train": …, "valid": …} records of the stores trained and validated on.
+    """
+
+    path: Path
+    config: dict
+    metrics: dict
+    history: list[dict]
+    model: nn.Module
+    data_provenance: dict
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path.parent} is not a complete run directory: {path.name} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is not valid JSON: {exc}") from None
+
+
+def model_from_config(config: dict) -> nn.Module:
+    """A freshly initialised model for a run's config dict (keys ``model`` and ``model_config``)."""
+    try:
+        return build_model(config["model"], config["model_config"])
+    except KeyError as exc:
+        raise RunError(f"run config lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"run config does not describe a valid model: {exc}") from None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory; the model gets the best weights (model.pt) and is put in eval mode.
+
+    Raises:
+        RunError: missing directory or files, weights that do not fit the configured model, or a
+            checkpoint written under a different config than config.json.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"no run directory at {path}")
+    config = _read_json(path / CONFIG_FILE)
+    metrics = _read_json(path / METRICS_FILE)
+    history = _read_json(path / HISTORY_FILE)
+    if not (path / MODEL_FILE).exists():
+        raise RunError(f"{path} holds no weights ({MODEL_FILE} is missing); did training finish an epoch?")
+    model = model_from_config(config)
+    state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RunError(f"{path / MODEL_FILE} does not fit the model in {CONFIG_FILE}: {exc}") from None
+    checkpoint = path / CHECKPOINT_FILE
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if saved.get("config") != config:
+            raise RunError(f"{checkpoint} was written under a different config than {path / CONFIG_FILE}")
+    if metrics.get("model") not in (None, config.get("model")):
+        raise RunError(f"{METRICS_FILE} names model {metrics['model']!r} but {CONFIG_FILE} names {config['model']!r}")
+    model.eval()
+    return Run(path=path, config=config, metrics=metrics, history=history, model=model,
+               data_provenance=metrics.get("provenance", {}).get("data", {}))
