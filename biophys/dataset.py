@@ -290,6 +290,9 @@ def concat_stores(paths: Iterable[str | Path], out: str | Path, overwrite: bool 
         if ds.sizes["time"] != first.sizes["time"] or ds.sizes["synapse"] != first.sizes["synapse"]:
             raise StoreError(f"shard {p} has time × synapse {ds.sizes['time']} × {ds.sizes['synapse']}, "
                              f"expected {first.sizes['time']} × {first.sizes['synapse']}")
+    # 'spike' has no coordinate to align on, so shards with different most-spikes counts are NaN-padded first.
+    n_spike = max(ds.sizes["spike"] for ds in parts)
+    parts = [ds.pad(spike=(0, n_spike - ds.sizes["spike"]), constant_values=np.nan) for ds in parts]
     merged = xr.concat(parts, dim="sim", data_vars="all", coords="minimal", compat="override",
                        join="outer", fill_value={"output_spike_times": np.nan})
     merged = merged.sortby("sim")
