@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from surrogate.elm_fused import exp_filter, memory_recurrence
+from surrogate.elm_fused import exp_filter, input_projection, memory_recurrence
 
 DELTA_M_AMPLITUDE = 1.7159  # LeCun's scaled tanh, 1.7159 tanh(2x/3): unit gain and slope near the origin
 DELTA_M_SLOPE = 2.0 / 3.0
@@ -260,7 +260,7 @@ def elm_forward_fast(x: Tensor, params: ELMParams, config: ELMConfig) -> Tensor:
         )
         w_in = routing_matrix @ w_branch.t()
     kappa_s = math.exp(-config.dt_ms / config.tau_s_ms)
-    drive = exp_filter(x @ w_in, kappa_s) + params.mlp_biases[0]
+    drive = exp_filter(input_projection(x, w_in), kappa_s) + params.mlp_biases[0]
     kappa_m, gain = memory_coefficients(params.tau_m_ms, config)
     memory = memory_recurrence(
         drive,
