@@ -1,0 +1,508 @@
+"""Physiology validation of the L5PC: the protocols of Hay et al. (2011), their features, and trace comparison.
+
+Protocols (every number in :class:`ValidationConfig`): resting potential and somatic input resistance (a small
+hyperpolarising step), firing under long somatic current steps (eFEL spike features, compared with the published
+means ± SD of ``specs/l5pc.md``), back-propagating AP amplitude along the apical trunk (a brief strong somatic
+pulse), and BAC firing (a somatic spike plus a distal EPSC-shaped current → dendritic Ca spike and somatic
+burst, while either input alone does not).
+
+All simulations go through :class:`biophys.simulator.CellSimulator` (the only module that touches NEURON) and
+run in one cell. ``python -m biophys validate --json OUT`` writes the result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biophys.morphology import Morphology, section_start_distances
+
+HIRES_DT_MS = 0.125  # the simulator's somatic and probe sampling step
+
+#: eFEL features of a step response; names and definitions are eFEL's (AP height = peak voltage, AP width at
+#: the threshold level, AHP depth = absolute minimum between spikes).
+STEP_FEATURES = ("spike_count", "mean_frequency", "AP_height", "AP_width", "spike_half_width", "AP_begin_voltage",
+                 "time_to_first_spike", "doublet_ISI", "ISI_CV", "AHP_depth_abs", "adaptation_index2")
+
+#: Hay et al. (2011) experimental targets, mean and SD per feature for step levels 1, 2, 3 (specs/l5pc.md).
+PUBLISHED_STEP_TARGETS = {
+    "mean_frequency": ((6.0, 1.2), (8.5, 1.0), (17.5, 0.8)),
+    "AP_height": ((25.0, 3.1), (27.1, 3.1), (19.7, 3.7)),
+    "AP_width": ((3.5, 0.9), (2.8, 0.7), (3.5, 0.9)),
+    "time_to_first_spike": ((27.3, 5.7), (19.8, 2.9), (10.5, 1.4)),
+    "doublet_ISI": ((62.8, 9.7), (44.0, 7.1), (22.8, 4.1)),
+    "ISI_CV": ((0.11, 0.12), (0.07, 0.08), (0.07, 0.03)),
+    "AHP_depth_abs": ((-60.4, 2.3), (-59.9, 1.8), (-57.1, 2.3)),
+}
+#: Back-propagating AP targets (mean, SD): somatic spike, and amplitude above baseline at trunk distances (µm).
+PUBLISHED_BAP_TARGETS = {"AP_height": (25.0, 5.0), "AP_width": (2.0, 0.5)}
+PUBLISHED_BAP_AMPLITUDE_MV = {660.0: (45.0, 10.0), 800.0: (36.0, 9.3)}
+#: The original model's resting potential at the soma (mV) and input resistance (MΩ), specs/l5pc.md.
+ORIGINAL_REST_MV = -81.0
+ORIGINAL_INPUT_RESISTANCE_MOHM = 44.0
+
+
+@dataclass
+class ValidationConfig:
+    """Every amplitude, time and criterion of the validation protocols. JSON keys == field names.
+
+    Attributes:
+        rest_window_ms: (start, end) of the window (ms) whose mean somatic voltage is the resting potential.
+        rin_step_nA: the hyperpolarising step for the input resistance (nA, < 0).
+        rin_delay_ms, rin_dur_ms: its onset and duration (ms); the rest protocol runs until it ends.
+        rin_average_ms: the steady-state voltage is the mean over the step's last this many ms.
+        step_amps_nA: somatic step amplitudes (nA) for firing features.
+        step_delay_ms, step_dur_ms, step_tail_ms: onset, duration and post-step time (ms) of those steps.
+        published_steps_nA: the step amplitudes compared with the published step levels 1, 2, 3 (nA; Hay et
+            al. used 0.619 / 0.793 / 1.507 nA on cell1; each must be one of ``step_amps_nA``).
+        pulse_nA, pulse_delay_ms, pulse_dur_ms: the brief somatic pulse of the bAP and BAC protocols.
+        pulse_total_ms: simulated time of one bAP/BAC run (ms).
+        bap_distances_um: apical-trunk path distances (µm from soma(0.5)) where the bAP amplitude is read.
+        epsc_peak_nA, epsc_tau_rise_ms, epsc_tau_decay_ms: the distal EPSC-shaped current of BAC firing.
+        epsc_distance_um: its apical-trunk path distance (µm).
+        epsc_lag_ms: EPSC onset after the somatic pulse onset (ms).
+        bac_window_ms: somatic spikes and dendritic Ca spikes are counted this long after the pulse onset (ms).
+        ca_spike_threshold_mV, ca_spike_min_ms: a Ca spike = the EPSC site's voltage above the threshold for at
+            least this long (ms) in total.
+        burst_min_spikes: a somatic burst has at least this many spikes in the BAC window (the pulse alone
+            fires two APs in this axonal-initiation variant of the cell, so two are not a burst).
+        spike_threshold_mV: eFEL's spike detection threshold (mV).
+    """
+
+    rest_window_ms: tuple[float, float] = (150.0, 200.0)
+    rin_step_nA: float = -0.05
+    rin_delay_ms: float = 200.0
+    rin_dur_ms: float = 500.0
+    rin_average_ms: float = 50.0
+    step_amps_nA: tuple[float, ...] = (0.5, 0.8, 1.0, 1.5)
+    step_delay_ms: float = 300.0
+    step_dur_ms: float = 2000.0
+    step_tail_ms: float = 100.0
+    published_steps_nA: tuple[float, float, float] = (0.5, 0.8, 1.5)
+    pulse_nA: float = 1.9
+    pulse_delay_ms: float = 300.0
+    pulse_dur_ms: float = 5.0
+    pulse_total_ms: float = 450.0
+    bap_distances_um: tuple[float, ...] = (200.0, 400.0, 600.0, 660.0, 800.0)
+    epsc_peak_nA: float = 0.5
+    epsc_tau_rise_ms: float = 0.5
+    epsc_tau_decay_ms: float = 5.0
+    epsc_distance_um: float = 620.0
+    epsc_lag_ms: float = 5.0
+    bac_window_ms: float = 100.0
+    ca_spike_threshold_mV: float = -30.0
+    ca_spike_min_ms: float = 10.0
+    burst_min_spikes: int = 3
+    spike_threshold_mV: float = -20.0
+
+    def __post_init__(self):
+        for name in ("step_amps_nA", "published_steps_nA", "bap_distances_um", "rest_window_ms"):
+            setattr(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.rin_step_nA >= 0:
+            raise ValueError(f"rin_step_nA must be negative (hyperpolarising), got {self.rin_step_nA}")
+        if not 0 <= self.rest_window_ms[0] < self.rest_window_ms[1] <= self.rin_delay_ms:
+            raise ValueError(f"rest_window_ms {self.rest_window_ms} must lie within [0, rin_delay_ms]")
+        if not 0 < self.rin_average_ms <= self.rin_dur_ms:
+            raise ValueError("rin_average_ms must be in (0, rin_dur_ms]")
+        missing = [a for a in self.published_steps_nA if a not in self.step_amps_nA]
+        if len(self.published_steps_nA) != 3 or missing:
+            raise ValueError(f"published_steps_nA must be 3 of step_amps_nA {self.step_amps_nA}, got "
+                             f"{self.published_steps_nA}")
+        if self.pulse_delay_ms + max(self.pulse_dur_ms, self.epsc_lag_ms + self.bac_window_ms) > self.pulse_total_ms:
+            raise ValueError("pulse_total_ms is too short for the pulse, EPSC lag and BAC window")
+        if min(self.step_dur_ms, self.step_delay_ms, self.pulse_dur_ms, self.epsc_distance_um) <= 0:
+            raise ValueError("step/pulse durations, delays and the EPSC distance must be > 0")
+
+    @classmethod
+    def quick(cls) -> "ValidationConfig":
+        """The reference protocol's 1 s steps (0.5 / 0.8 / 1.0 nA, as in reference_traces) instead of 2 s ones
+        with 1.5 nA: about half the simulated time."""
+        return cls(step_amps_nA=(0.5, 0.8, 1.0), step_dur_ms=1000.0, step_tail_ms=0.0,
+                   published_steps_nA=(0.5, 0.8, 1.0))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ValidationConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"ValidationConfig: unknown keys {unknown}")
+        return cls(**data)
+
+
+PROTOCOLS = ("rest", "steps", "bap", "bac")
+
+
+# --- features (pure NumPy / eFEL) ------------------------------------------------------------------------------
+
+
+def spike_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_end_ms: float,
+                   threshold_mV: float = -20.0, names: tuple[str, ...] = STEP_FEATURES) -> dict[str, float | None]:
+    """eFEL features of one voltage trace.
+
+    Args:
+        v_mV: float [n] voltage sampled every ``dt_ms`` from t = 0.
+        stim_start_ms, stim_end_ms: the stimulus interval eFEL restricts its features to.
+    Returns:
+        feature name → float; per-spike features (AP height, widths, AHP depth, threshold) are averaged over
+        spikes; None where eFEL gives no value (e.g. ISI features with fewer than 3 spikes).
+    """
+    import efel
+
+    v = np.asarray(v_mV, dtype=np.float64)
+    if v.ndim != 1 or v.size < 3:
+        raise ValueError(f"v_mV must be a 1-D trace of >= 3 samples, got shape {v.shape}")
+    trace = {"T": np.arange(v.size) * dt_ms, "V": v, "stim_start": [float(stim_start_ms)],
+             "stim_end": [float(stim_end_ms)]}
+    efel.set_setting("Threshold", float(threshold_mV))
+    values = efel.get_feature_values([trace], list(names), raise_warnings=False)[0]
+    out: dict[str, float | None] = {}
+    for name in names:
+        value = values.get(name)
+        out[name] = float(np.mean(value)) if value is not None and len(value) else None
+    if out.get("spike_count") is None and "spike_count" in names:
+        out["spike_count"] = 0.0
+    return out
+
+
+def input_resistance_MOhm(v_mV: np.ndarray, dt_ms: float, rest_window_ms: tuple[float, float],
+                          step_end_ms: float, average_ms: float, step_nA: float) -> float:
+    """(steady-state voltage at the step's end − resting voltage) / step current, in MΩ (mV / nA).
+
+    Args:
+        v_mV: float [n] somatic voltage every ``dt_ms`` from t = 0.
+        rest_window_ms: where the resting voltage is averaged; the steady state is the mean over the last
+            ``average_ms`` before ``step_end_ms``.
+    """
+    v = np.asarray(v_mV, dtype=np.float64)
+    rest = _window_mean(v, dt_ms, *rest_window_ms)
+    steady = _window_mean(v, dt_ms, step_end_ms - average_ms, step_end_ms)
+    return float((steady - rest) / step_nA)
+
+
+def _window_mean(v: np.ndarray, dt_ms: float, start_ms: float, end_ms: float) -> float:
+    i0, i1 = int(round(start_ms / dt_ms)), int(round(end_ms / dt_ms))
+    if not 0 <= i0 < i1 <= v.size:
+        raise ValueError(f"window [{start_ms}, {end_ms}) ms lies outside the {v.size * dt_ms} ms trace")
+    return float(v[i0:i1].mean())
+
+
+def time_above_ms(v_mV: np.ndarray, dt_ms: float, threshold_mV: float) -> float:
+    """Total time (ms) the trace spends above ``threshold_mV``."""
+    return float(np.count_nonzero(np.asarray(v_mV) > threshold_mV) * dt_ms)
+
+
+def compare_with_range(value: float | None, mean: float, sd: float) -> dict:
+    """A feature against a published mean ± SD: {value, mean, sd, range: [mean − sd, mean + sd], z, pass}.
+    A missing value fails."""
+    ok = value is not None and math.isfinite(value)
+    z = (value - mean) / sd if ok and sd > 0 else None
+    return {"value": value, "mean": mean, "sd": sd, "range": [mean - sd, mean + sd], "z": z,
+            "pass": bool(ok and abs(value - mean) <= sd)}
+
+
+def match_spikes(ref_ms: np.ndarray, test_ms: np.ndarray, window_ms: float) -> int:
+    """Number of one-to-one pairs |t_ref − t_test| ≤ window_ms; greedy in time order, which is a maximum
+    matching for intervals on a line. Inputs: float [n], [m] spike times (ms, any order)."""
+    ref = np.sort(np.asarray(ref_ms, dtype=np.float64))
+    test = np.sort(np.asarray(test_ms, dtype=np.float64))
+    matched, j = 0, 0
+    for t in ref:
+        while j < test.size and test[j] < t - window_ms:
+            j += 1
+        if j < test.size and test[j] <= t + window_ms:
+            matched += 1
+            j += 1
+    return matched
+
+
+def compare_traces(ref_mV: np.ndarray, test_mV: np.ndarray, ref_spikes: np.ndarray, test_spikes: np.ndarray,
+                   clip_mV: float = -55.0, window_ms: float = 2.0) -> dict:
+    """Agreement of a somatic trace and its spikes with a reference.
+
+    Args:
+        ref_mV, test_mV: float [T] somatic voltage on the same grid (e.g. 1 ms); both are clipped at ``clip_mV``
+            so that spikes (which a ±1 sample shift makes huge) do not dominate the RMSE.
+        ref_spikes, test_spikes: spike times (ms).
+        window_ms: a test spike matches a reference spike within ± this.
+    Returns:
+        {rmse_mV, n_ref, n_test, matched, matched_fraction (of ref; 1 when ref is empty), spurious (unmatched
+        test spikes), spurious_fraction (of n_ref, or of 1 when ref is empty)}.
+    """
+    ref = np.asarray(ref_mV, dtype=np.float64)
+    test = np.asarray(test_mV, dtype=np.float64)
+    if ref.shape != test.shape or ref.ndim != 1:
+        raise ValueError(f"ref_mV and test_mV must be 1-D of equal length, got {ref.shape} and {test.shape}")
+    rmse = float(np.sqrt(np.mean((np.minimum(ref, clip_mV) - np.minimum(test, clip_mV)) ** 2)))
+    n_ref, n_test = len(ref_spikes), len(test_spikes)
+    matched = match_spikes(ref_spikes, test_spikes, window_ms)
+    return {"rmse_mV": rmse, "n_ref": n_ref, "n_test": n_test, "matched": matched,
+            "matched_fraction": matched / n_ref if n_ref else 1.0, "spurious": n_test - matched,
+            "spurious_fraction": (n_test - matched) / max(n_ref, 1)}
+
+
+# --- where to record and inject ------------------------------------------------------------------------------
+
+
+def apical_trunk(morph: Morphology) -> list[str]:
+    """Section names of the apical trunk, proximal first: the path from the first apical section to the apical
+    terminal farthest from the soma within the nexus section's subtree (within the whole apical tree when the
+    morphology defines no nexus)."""
+    starts = section_start_distances(morph)
+    by_name = morph.by_name()
+    apical = [s for s in morph.sections if s.region == "apical"]
+    if not apical:
+        raise ValueError("the morphology has no apical dendrite")
+    root = morph.nexus[0] if morph.nexus is not None else apical[0].name
+    subtree = set(section_start_distances(morph, origin=root))
+    tip = max((s for s in apical if s.name in subtree), key=lambda s: starts[s.name] + s.length_um)
+    path = [tip.name]
+    while by_name[path[-1]].parent is not None and by_name[path[-1]].region == "apical":
+        path.append(by_name[path[-1]].parent)
+    return [name for name in reversed(path) if by_name[name].region == "apical"]
+
+
+def trunk_site(morph: Morphology, distance_um: float) -> tuple[str, float]:
+    """The trunk segment containing path distance ``distance_um`` (µm from soma(0.5)), as (site name such as
+    "apic[36](0.5)" at the segment centre, the centre's distance in µm). Beyond the trunk's end: its last
+    segment."""
+    from biophys.morphology import nseg_for_length, segment_name
+
+    starts = section_start_distances(morph)
+    by_name = morph.by_name()
+    trunk = apical_trunk(morph)
+    for i, name in enumerate(trunk):
+        sec = by_name[name]
+        if distance_um <= starts[name] + sec.length_um or i == len(trunk) - 1:
+            n = nseg_for_length(sec.length_um)
+            x = min(max((distance_um - starts[name]) / sec.length_um, 0.0), 1.0)
+            index = min(int(x * n), n - 1)
+            centre = (index + 0.5) / n
+            return segment_name(name, centre), starts[name] + centre * sec.length_um
+    raise AssertionError("unreachable: the trunk is never empty")
+
+
+# --- protocols (NEURON via the simulator) ----------------------------------------------------------------------
+
+
+def _run(sim, duration_ms: float, stimuli=()):
+    silent = [np.zeros(0)] * sim.n_synapses
+    return sim.run_spike_times(silent, int(math.ceil(duration_ms)), stimuli)
+
+
+def protocol_rest(sim, cfg: ValidationConfig) -> dict:
+    """Resting potential (soma, nexus) and somatic input resistance from a small hyperpolarising step."""
+    from biophys.simulator import CurrentStep
+
+    end = cfg.rin_delay_ms + cfg.rin_dur_ms
+    result = _run(sim, end, [CurrentStep(cfg.rin_step_nA, cfg.rin_delay_ms, cfg.rin_dur_ms)])
+    v = result.soma_hires_mV
+    out = {"rest_mV": _window_mean(v, HIRES_DT_MS, *cfg.rest_window_ms),
+           "input_resistance_MOhm": input_resistance_MOhm(v, HIRES_DT_MS, cfg.rest_window_ms, end,
+                                                          cfg.rin_average_ms, cfg.rin_step_nA)}
+    if result.nexus_mV is not None:
+        start, stop = (int(round(t)) for t in cfg.rest_window_ms)
+        out["nexus_rest_mV"] = float(result.nexus_mV[start:stop].mean())
+    return out
+
+
+def protocol_steps(sim, cfg: ValidationConfig) -> dict:
+    """eFEL features of every somatic step, and the published-range comparison for the three mapped steps."""
+    from biophys.simulator import CurrentStep
+
+    total = cfg.step_delay_ms + cfg.step_dur_ms + cfg.step_tail_ms
+    stim_end = cfg.step_delay_ms + cfg.step_dur_ms
+    steps = {}
+    for amp in cfg.step_amps_nA:
+        result = _run(sim, total, [CurrentStep(amp, cfg.step_delay_ms, cfg.step_dur_ms)])
+        features = spike_features(result.soma_hires_mV, HIRES_DT_MS, cfg.step_delay_ms, stim_end,
+                                  cfg.spike_threshold_mV)
+        in_step = result.spike_times_ms[(result.spike_times_ms >= cfg.step_delay_ms)
+                                        & (result.spike_times_ms < stim_end)]
+        steps[f"{amp:g}"] = {"amp_nA": amp, "spike_times_ms": in_step.tolist(), "n_spikes": int(in_step.size),
+                             "features": features}
+    published = {}
+    for level, amp in enumerate(cfg.published_steps_nA):
+        features = steps[f"{amp:g}"]["features"]
+        published[f"step{level + 1}_{amp:g}nA"] = {
+            name: compare_with_range(features.get(name), *targets[level])
+            for name, targets in PUBLISHED_STEP_TARGETS.items()}
+    return {"steps": steps, "published": published}
+
+
+def protocol_bap(sim, cfg: ValidationConfig) -> dict:
+    """A brief somatic pulse: somatic spike features and the AP amplitude above baseline along the trunk."""
+    from biophys.simulator import CurrentStep
+
+    sites = [trunk_site(sim.morphology, d) for d in cfg.bap_distances_um]
+    sim.add_probes([site for site, _ in sites])
+    result = _run(sim, cfg.pulse_total_ms, [CurrentStep(cfg.pulse_nA, cfg.pulse_delay_ms, cfg.pulse_dur_ms)])
+    traces = sim.probe_traces(int(math.ceil(cfg.pulse_total_ms)))
+    onset = int(round(cfg.pulse_delay_ms / HIRES_DT_MS))
+    soma = spike_features(result.soma_hires_mV, HIRES_DT_MS, cfg.pulse_delay_ms, cfg.pulse_total_ms,
+                          cfg.spike_threshold_mV, ("spike_count", "AP_height", "AP_width", "spike_half_width"))
+    trunk = []
+    for target, (site, distance) in zip(cfg.bap_distances_um, sites):
+        v = traces[site].astype(np.float64)
+        amplitude = float(v[onset:].max() - v[onset - 1])
+        entry = {"target_um": target, "site": site, "distance_um": distance, "amplitude_mV": amplitude}
+        if target in PUBLISHED_BAP_AMPLITUDE_MV:
+            entry["published"] = compare_with_range(amplitude, *PUBLISHED_BAP_AMPLITUDE_MV[target])
+        trunk.append(entry)
+    amplitudes = [t["amplitude_mV"] for t in trunk]
+    return {"soma": soma,
+            "published": {name: compare_with_range(soma.get(name), *target)
+                          for name, target in PUBLISHED_BAP_TARGETS.items()},
+            "trunk": trunk,
+            "attenuates": bool(np.all(np.diff(amplitudes) < 0))}
+
+
+def protocol_bac(sim, cfg: ValidationConfig) -> dict:
+    """BAC firing: somatic pulse alone, distal EPSC alone, and both (EPSC ``epsc_lag_ms`` after the pulse)."""
+    from biophys.simulator import CurrentStep, EpscCurrent
+
+    site, distance = trunk_site(sim.morphology, cfg.epsc_distance_um)
+    sim.add_probes([site])
+    pulse = CurrentStep(cfg.pulse_nA, cfg.pulse_delay_ms, cfg.pulse_dur_ms)
+    epsc = EpscCurrent(cfg.epsc_peak_nA, cfg.pulse_delay_ms + cfg.epsc_lag_ms, cfg.epsc_tau_rise_ms,
+                       cfg.epsc_tau_decay_ms, site)
+    window = (cfg.pulse_delay_ms, cfg.pulse_delay_ms + cfg.bac_window_ms)
+    i0, i1 = (int(round(t / HIRES_DT_MS)) for t in window)
+    runs = {}
+    for name, stimuli in (("soma_only", [pulse]), ("epsc_only", [epsc]), ("both", [pulse, epsc])):
+        result = _run(sim, cfg.pulse_total_ms, stimuli)
+        dend = sim.probe_traces(int(math.ceil(cfg.pulse_total_ms)))[site][i0:i1]
+        spikes = result.spike_times_ms[(result.spike_times_ms >= window[0]) & (result.spike_times_ms < window[1])]
+        ca_ms = time_above_ms(dend, HIRES_DT_MS, cfg.ca_spike_threshold_mV)
+        runs[name] = {"n_somatic_spikes": int(spikes.size), "spike_times_ms": spikes.tolist(),
+                      "dendrite_peak_mV": float(dend.max()), "dendrite_time_above_ms": ca_ms,
+                      "ca_spike": bool(ca_ms >= cfg.ca_spike_min_ms),
+                      "burst": bool(spikes.size >= cfg.burst_min_spikes)}
+    bac = (runs["both"]["ca_spike"] and runs["both"]["burst"]
+           and not any(runs[k]["ca_spike"] or runs[k]["burst"] for k in ("soma_only", "epsc_only")))
+    return {"epsc_site": site, "epsc_distance_um": distance, "runs": runs, "bac_firing": bool(bac)}
+
+
+_PROTOCOL_FUNCTIONS = {"rest": protocol_rest, "steps": protocol_steps, "bap": protocol_bap, "bac": protocol_bac}
+
+
+def validate_cell(cell_config=None, sim_config=None, protocols: tuple[str, ...] = PROTOCOLS,
+                  config: ValidationConfig | None = None) -> dict:
+    """Build the cell once, run the chosen protocols and return a JSON-serialisable result.
+
+    Args:
+        cell_config, sim_config: :class:`~biophys.simulator.CellConfig` / ``SimConfig`` (defaults if None).
+        protocols: a subset of :data:`PROTOCOLS`.
+        config: the protocol numbers (defaults if None).
+    Returns:
+        {"config": ValidationConfig as dict, "provenance": the simulator's, "<protocol>": its result, ...,
+        "checks": {name: bool} for the pass/fail comparisons with the original model and the published ranges}.
+    """
+    from biophys.simulator import CellSimulator
+
+    unknown = [p for p in protocols if p not in _PROTOCOL_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown protocols {unknown}; known: {list(PROTOCOLS)}")
+    cfg = config if config is not None else ValidationConfig()
+    out: dict = {"config": dataclasses.asdict(cfg)}
+    with CellSimulator(cell_config, sim_config) as sim:
+        out["provenance"] = sim.provenance()
+        for name in protocols:
+            out[name] = _PROTOCOL_FUNCTIONS[name](sim, cfg)
+    out["checks"] = summarise_checks(out)
+    return out
+
+
+def summarise_checks(result: dict) -> dict[str, bool]:
+    """Flat name → pass for every criterion present in a :func:`validate_cell` result."""
+    checks: dict[str, bool] = {}
+    if "rest" in result:
+        checks["rest_within_2mV_of_original"] = abs(result["rest"]["rest_mV"] - ORIGINAL_REST_MV) <= 2.0
+    if "steps" in result:
+        for step, features in result["steps"]["published"].items():
+            for name, comparison in features.items():
+                checks[f"{step}.{name}"] = comparison["pass"]
+    if "bap" in result:
+        checks["bap.attenuates"] = result["bap"]["attenuates"]
+        for name, comparison in result["bap"]["published"].items():
+            checks[f"bap.{name}"] = comparison["pass"]
+        for entry in result["bap"]["trunk"]:
+            if "published" in entry:
+                checks[f"bap.amplitude_{entry['target_um']:g}um"] = entry["published"]["pass"]
+    if "bac" in result:
+        checks["bac.firing"] = result["bac"]["bac_firing"]
+    return checks
+
+
+# --- command line ----------------------------------------------------------------------------------------------
+
+
+def register_cli(subparsers) -> None:
+    """Add ``validate``: run the physiology protocols on the cell and write the features as JSON."""
+    parser = subparsers.add_parser(
+        "validate", help="check the cell's physiology against the original model and Hay et al. (2011)",
+        description="Run resting-potential, input-resistance, current-step, bAP and BAC-firing protocols on the "
+                    "cell and write features, published ranges and pass/fail per feature as JSON.")
+    parser.add_argument("--json", required=True, type=Path, dest="json_out", help="output JSON file")
+    parser.add_argument("--cell", default="l5pc", choices=("l5pc", "ball-and-stick"))
+    parser.add_argument("--morphology", default=None, help=".asc/.swc file (default: cached cell1.asc, else "
+                                                           "the synthetic L5PC)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 s steps of 0.5/0.8/1.0 nA (as the reference traces) instead of 2 s steps")
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.set_defaults(func=_validate_command)
+
+
+def _validate_command(args: argparse.Namespace) -> int:
+    from biophys.morphology import MorphologyError, check_morphology_file
+    from biophys.simulator import CellConfig, SimConfig
+
+    if args.morphology is not None and not Path(args.morphology).is_file():
+        print(f"error: morphology file {args.morphology} does not exist", file=sys.stderr)
+        return 2
+    if not args.json_out.parent.is_dir():
+        print(f"error: output directory {args.json_out.parent} does not exist", file=sys.stderr)
+        return 2
+    config = ValidationConfig.quick() if args.quick else ValidationConfig()
+    try:
+        # Checked before NEURON starts, so a bad file costs nothing and reads as one line.
+        if args.morphology is not None:
+            check_morphology_file(args.morphology)
+        result = validate_cell(CellConfig(args.cell, args.morphology), SimConfig(), tuple(args.protocols), config)
+    except (MorphologyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json(result, args.json_out)
+    failed = [name for name, ok in result["checks"].items() if not ok]
+    print(f"{args.json_out}: {len(result['checks']) - len(failed)}/{len(result['checks'])} checks pass"
+          + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return 0
+
+
+def write_json(data: dict, path: Path) -> None:
+    """Write ``data`` as JSON atomically (temporary file in the same directory, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=_json_default)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
