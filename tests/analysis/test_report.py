@@ -216,3 +216,22 @@ def test_an_exact_model_gets_the_best_possible_scores(tmp_path, stores):
     timing = result["spike_timing"]
     assert timing["precision"] == 1.0 and timing["recall"] == 1.0
     assert timing["coincidence_factor"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_report_on_runs_written_by_the_trainer(tmp_path):
+    from surrogate.train import TrainConfig, train
+
+    data = {name: fake_store(tmp_path / f"{name}.zarr", n_sims=3, n_time=1200, seed=seed)
+            for name, seed in (("train", 1), ("valid", 2), ("test", 3))}
+    runs = []
+    for kind in ("branch-elm", "tcn"):
+        cfg = TrainConfig(model=kind, model_config=TINY[kind], train=str(data["train"]), valid=str(data["valid"]),
+                          out=str(tmp_path / kind), epochs=2, batches_per_epoch=2, batch_size=2, threads=1)
+        runs.append(train(cfg, progress=False))
+    report = write_report(runs, data["test"], tmp_path / "report", valid_store=data["valid"])
+    summary = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert [r["compatibility"]["cell"] for r in summary["runs"]] == ["ok", "ok"]
+    assert [r["epochs_trained"] for r in summary["runs"]] == [2, 2]
+    assert "| branch-elm | branch-elm |" in report.read_text()
+    assert (tmp_path / "report" / "figures" / "training.png").stat().st_size > 1000
