@@ -1,0 +1,144 @@
+"""Targets, signed inputs, training windows and whole-simulation prediction (surrogate.data)."""
+
+import numpy as np
+import pytest
+import torch
+
+from biophys import dataset
+from biophys.dataset import NeuronIOStore, StoreError
+from fakes import fake_dataset, fake_store
+from surrogate import data
+from surrogate.models import build_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_soma_target_known_values_and_inverse():
+    v = np.array([-80.0, -67.7, -60.0, -55.0, -40.0, 20.0])
+    expected = np.array([-1.23, 0.0, 0.77, 1.27, 1.27, 1.27])  # (min(v, -55) + 67.7) * 0.1 by hand
+    np.testing.assert_allclose(data.soma_target(v), expected, atol=1e-12)
+    np.testing.assert_allclose(data.soma_target(torch.tensor(v)).numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(data.soma_from_target(data.soma_target(v)), np.minimum(v, -55.0), atol=1e-12)
+    np.testing.assert_allclose(data.clip_soma(v), [-80.0, -67.7, -60.0, -55.0, -55.0, -55.0])
+
+
+def test_signed_inputs_multiplies_counts_by_sign():
+    spikes = np.array([[[0, 1, 2], [3, 0, 1]]], dtype=np.uint8)
+    signs = np.array([1, -1, -1], dtype=np.int8)
+    x = data.signed_inputs(spikes, signs)
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, [[[0, -1, -2], [3, 0, -1]]])
+
+
+def test_arrays_read_the_store(fake_store):
+    store = NeuronIOStore(fake_store)
+    arrays = data.NeuronIOArrays.from_store(store)
+    assert (arrays.n_sims, arrays.n_time, arrays.n_synapses) == (store.n_sims, store.n_time, store.n_synapses)
+    np.testing.assert_array_equal(arrays.spikes[2], store.input_spikes(2))
+    np.testing.assert_array_equal(arrays.soma_mv[1], store.soma_voltage(1))
+    np.testing.assert_array_equal(arrays.spike_labels[3], store.output_spikes(3))
+    np.testing.assert_array_equal(arrays.signs, store.signs)
+    part = data.NeuronIOArrays.from_store(store, np.array([1, 3]))
+    np.testing.assert_array_equal(part.soma_mv, arrays.soma_mv[[1, 3]])
+    np.testing.assert_array_equal(part.sim_ids, store.sim_ids[[1, 3]])
+
+
+def test_nan_voltage_is_a_clear_error(tmp_path):
+    ds = fake_dataset(n_sims=3, n_time=700)
+    ds["soma_voltage"][2, 40] = np.nan
+    path = dataset.write_store(ds, tmp_path / "nan.zarr")
+    with pytest.raises(StoreError, match=r"NaN.*simulations \[2\]"):
+        data.NeuronIOArrays.from_store(path)
+
+
+def test_missing_store_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="no dataset store"):
+        data.NeuronIOArrays.from_store(tmp_path / "absent.zarr")
+
+
+def test_skip_defaults_and_window_checks():
+    assert data.default_skip_ms(1200, 500) == 500
+    assert data.default_skip_ms(700, 500) == 200
+    assert data.default_skip_ms(500, 500) == 0
+    data.check_window(1000, 500, 150, 500)
+    with pytest.raises(ValueError, match="does not fit"):
+        data.check_window(1000, 500, 150, 501)
+    with pytest.raises(ValueError, match="burn_in_ms"):
+        data.check_window(1000, 500, 500, 0)
+
+
+@pytest.fixture
+def arrays(fake_store):
+    return data.NeuronIOArrays.from_store(fake_store)
+
+
+def test_sampler_batches_are_the_store_windows(arrays):
+    sampler = data.WindowSampler(arrays, batch_size=5, window_ms=300, skip_ms=None, seed=3)
+    assert sampler.skip_ms == 500
+    replay = data.WindowSampler(arrays, batch_size=5, window_ms=300, seed=3)
+    sims, starts = replay.draw()
+    batch = sampler.batch()
+    assert batch.x.shape == (5, 300, arrays.n_synapses) and batch.x.dtype == torch.float32
+    assert batch.spike.shape == batch.soma.shape == (5, 300)
+    assert np.all(starts >= 500) and np.all(starts + 300 <= arrays.n_time)
+    for b, (s, t0) in enumerate(zip(sims, starts)):
+        window = slice(t0, t0 + 300)
+        expected_x = arrays.spikes[s, window].astype(np.float64) * arrays.signs
+        np.testing.assert_array_equal(batch.x[b].numpy(), expected_x)
+        np.testing.assert_array_equal(batch.spike[b].numpy(), arrays.spike_labels[s, window])
+        expected_soma = (np.minimum(arrays.soma_mv[s, window].astype(np.float64), -55.0) + 67.7) * 0.1
+        np.testing.assert_allclose(batch.soma[b].numpy(), expected_soma, atol=1e-5)
+
+
+def test_sampler_is_reproducible_and_resumable(arrays):
+    a = data.WindowSampler(arrays, batch_size=4, seed=11)
+    b = data.WindowSampler(arrays, batch_size=4, seed=11)
+    c = data.WindowSampler(arrays, batch_size=4, seed=12)
+    first = a.batch()
+    assert torch.equal(first.x, b.batch().x)
+    assert not torch.equal(first.x, c.batch().x)
+    saved = dict(a.state)
+    expected = a.batch()
+    a.batch()
+    a.state = saved
+    assert torch.equal(a.batch().x, expected.x)
+
+
+def test_sampler_rejects_windows_that_do_not_fit(arrays):
+    with pytest.raises(ValueError, match="does not fit"):
+        data.WindowSampler(arrays, batch_size=2, window_ms=arrays.n_time + 1)
+
+
+def test_predict_store_runs_whole_sims_and_drops_burn_in(fake_store):
+    torch.manual_seed(0)
+    model = build_model("lstm", {"hidden": 4}, n_inputs=16)
+    store = NeuronIOStore(fake_store)
+    pred = data.predict_store(model, store, burn_in_ms=150, batch_size=3)
+    n, t = store.n_sims, store.n_time - 150
+    for key in ("spike_prob", "spike_true", "soma_pred_mv", "soma_true_mv"):
+        assert pred[key].shape == (n, t), key
+    x = torch.from_numpy(store.input_spikes(1).astype(np.float32) * store.signs)[None]
+    with torch.no_grad():
+        y = model(x)[0, 150:].double().numpy()
+    np.testing.assert_allclose(pred["spike_prob"][1], 1 / (1 + np.exp(-y[:, 0])), rtol=1e-5)
+    np.testing.assert_allclose(pred["soma_pred_mv"][1], y[:, 1] * 10 - 67.7, rtol=1e-5)
+    np.testing.assert_array_equal(pred["soma_true_mv"][1], np.minimum(store.soma_voltage(1)[150:], -55.0))
+    np.testing.assert_array_equal(pred["spike_true"][1], store.output_spikes(1)[150:])
+    np.testing.assert_array_equal(pred["time_ms"][[0, -1]], [150, store.n_time - 1])
+    np.testing.assert_array_equal(pred["spike_times_ms"][1], store.spike_times(1))
+    assert model.training, "predict_store must restore the model's mode"
+
+
+def test_predict_store_checks_the_input_width(fake_store):
+    model = build_model("lstm", {"hidden": 4}, n_inputs=20)
+    with pytest.raises(StoreError, match="expects 20 input channels.*16 synapses"):
+        data.predict_store(model, fake_store)
+
+
+def test_fake_store_has_spikes_to_learn(tmp_path):
+    """The tests below rely on the fake store holding output spikes after the burn-in."""
+    arrays = data.NeuronIOArrays.from_store(fake_store(tmp_path / "s.zarr", n_sims=2, n_time=1200, seed=1))
+    assert arrays.spike_labels[:, 150:].any()

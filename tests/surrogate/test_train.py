@@ -1,0 +1,294 @@
+"""The training loop and run directories (surrogate.train, surrogate.run)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from biophys import dataset
+from biophys.dataset import StoreError
+from fakes import fake_dataset, fake_store
+from surrogate import run as rundir
+from surrogate import train as train_mod
+from surrogate.data import NeuronIOArrays, predict_arrays
+from surrogate.models import build_model
+from surrogate.run import RunError, load_run
+from surrogate.train import ConfigError, TrainConfig, train, validation_metrics, window_loss
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    return (fake_store(root / "train.zarr", n_sims=4, n_time=900, seed=0),
+            fake_store(root / "valid.zarr", n_sims=2, n_time=900, seed=1))
+
+
+def tiny_config(stores, out, **overrides) -> TrainConfig:
+    """LSTM hidden 8 on 300 ms windows: each run takes about a second."""
+    values = dict(model="lstm", model_config={"hidden": 8}, train=str(stores[0]), valid=str(stores[1]),
+                  out=str(out), epochs=2, batches_per_epoch=3, batch_size=4, window_ms=300, burn_in_ms=50,
+                  threads=1, seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def checkpoint_weights(run_dir) -> dict:
+    return torch.load(Path(run_dir) / rundir.CHECKPOINT_FILE, weights_only=True)["model"]
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_window_loss_matches_a_float64_reference_and_ignores_burn_in():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(2, 10, 2, generator=g, dtype=torch.float64)
+    spike = (torch.rand(2, 10, generator=g) < 0.3).double()
+    soma = torch.randn(2, 10, generator=g, dtype=torch.float64)
+    z, s, v = y[:, 4:, 0].numpy(), spike[:, 4:].numpy(), soma[:, 4:].numpy()
+    p = 1 / (1 + np.exp(-z))
+    bce = -np.mean(s * np.log(p) + (1 - s) * np.log(1 - p))
+    mse = np.mean((y[:, 4:, 1].numpy() - v) ** 2)
+    assert window_loss(y, spike, soma, 4).item() == pytest.approx(0.5 * bce + 0.5 * mse, rel=1e-12)
+    changed = y.clone()
+    changed[:, :4] += 100.0
+    assert window_loss(changed, spike, soma, 4).item() == window_loss(y, spike, soma, 4).item()
+
+
+def test_validation_metrics_by_hand(stores):
+    valid = NeuronIOArrays.from_store(stores[1])
+    y = np.zeros((valid.n_sims, valid.n_time, 2), np.float32)
+    y[..., 0] = valid.spike_labels  # a perfect spike ranking
+    y[..., 1] = (-60.0 + 67.7) * 0.1  # a constant −60 mV voltage prediction
+    m = validation_metrics(y, valid, burn_in_ms=50)
+    truth = np.minimum(valid.soma_mv[:, 50:].astype(np.float64), -55.0)
+    assert m["valid_auc"] == 1.0
+    assert m["valid_rmse_mv"] == pytest.approx(np.sqrt(np.mean((truth + 60.0) ** 2)), rel=1e-5)
+
+
+def test_snapshot_is_a_real_copy_not_a_reference():
+    model = build_model("lstm", {"hidden": 4}, n_inputs=6)
+    shallow = model.state_dict()
+    snapshot = train_mod.snapshot_state(model)
+    before = {k: v.clone() for k, v in snapshot.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert not torch.equal(shallow["readout.weight"], before["readout.weight"]), "state_dict() is a live view"
+    assert_same_state(snapshot, before)
+
+
+def test_train_writes_a_complete_run_dir(stores, tmp_path):
+    out = train(tiny_config(stores, tmp_path / "run"), progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.json", "metrics.json", "history.json", "model.pt", "checkpoint.pt", "curves.png"}
+    run = load_run(out)
+    assert run.config == json.loads((out / "config.json").read_text())
+    assert run.config["model_config"]["hidden"] == 8 and run.config["model_config"]["n_inputs"] == 16
+    assert run.config["skip_ms"] == 500 and run.config["out"] == str(out.resolve())
+    assert [h["epoch"] for h in run.history] == [1, 2] and run.history[-1]["step"] == 6
+    assert run.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine decay to 0 over all batches
+    assert run.history[0]["lr"] == pytest.approx(5e-4 * 0.5 * (1 + np.cos(np.pi * 3 / 6)))
+    m = run.metrics
+    assert m["status"] == "finished" and m["epochs_completed"] == 2 and m["steps"] == 6
+    assert m["num_params"] == run.model.num_params() > 0
+    assert m["provenance"]["data"]["train"]["provenance"]["cell"]["name"] == "fake-integrator"
+    assert len(m["provenance"]["data"]["train"]["config_sha256"]) == 64
+    assert run.data_provenance == m["provenance"]["data"]
+    assert not run.model.training
+    for h in run.history:
+        assert 0.0 <= h["valid_auc"] <= 1.0 and h["valid_rmse_mv"] > 0 and np.isfinite(h["train_loss"])
+
+
+def test_best_weights_are_the_best_epochs_not_the_last(stores, tmp_path, monkeypatch):
+    """Validation losses 0.5, 0.3, 0.9: model.pt must hold the weights validated in epoch 2."""
+    seen = []
+    real_predict = train_mod.predict_arrays
+
+    def recording_predict(model, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_predict(model, *args, **kwargs)
+
+    losses = iter([0.5, 0.3, 0.9])
+
+    def scripted_metrics(y, data, burn_in_ms):
+        return {**validation_metrics(y, data, burn_in_ms), "valid_loss": next(losses)}
+
+    monkeypatch.setattr(train_mod, "predict_arrays", recording_predict)
+    monkeypatch.setattr(train_mod, "validation_metrics", scripted_metrics)
+    out = train(tiny_config(stores, tmp_path / "run", epochs=3), progress=False)
+    best = torch.load(out / "model.pt", weights_only=True)
+    assert len(seen) == 3
+    assert_same_state(best, seen[1])
+    assert not torch.equal(best["readout.weight"], seen[2]["readout.weight"])
+    assert_same_state(checkpoint_weights(out), seen[2])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 2 and metrics["best"]["valid_loss"] == 0.3 and metrics["last"]["valid_loss"] == 0.9
+
+
+def test_loaded_model_reproduces_the_best_validation_loss(stores, tmp_path):
+    out = train(tiny_config(stores, tmp_path / "run", epochs=3, lr=0.05), progress=False)
+    run = load_run(out)
+    valid = NeuronIOArrays.from_store(stores[1])
+    again = validation_metrics(predict_arrays(run.model, valid), valid, burn_in_ms=50)
+    assert again["valid_loss"] == pytest.approx(run.metrics["best"]["valid_loss"], rel=1e-6)
+    assert run.metrics["best"]["valid_loss"] == min(h["valid_loss"] for h in run.history)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(stores, tmp_path):
+    a = train(tiny_config(stores, tmp_path / "a"), progress=False)
+    b = train(tiny_config(stores, tmp_path / "b"), progress=False)
+    c = train(tiny_config(stores, tmp_path / "c", seed=1), progress=False)
+    assert_same_state(checkpoint_weights(a), checkpoint_weights(b))
+    assert not torch.equal(checkpoint_weights(a)["readout.weight"], checkpoint_weights(c)["readout.weight"])
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(stores, tmp_path):
+    straight = train(tiny_config(stores, tmp_path / "straight"), progress=False)
+    cut = tiny_config(stores, tmp_path / "cut", max_wall_s=1e-9)  # stops after the first batch
+    train(cut, progress=False)
+    metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert metrics["status"] == "wall_budget" and metrics["steps"] == 1
+    train(dataclasses.replace(cut, max_wall_s=None), resume=True, progress=False)
+    metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["steps"] == 6
+    assert_same_state(checkpoint_weights(tmp_path / "cut"), checkpoint_weights(straight))
+    history = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert [(h["epoch"], h["batches"]) for h in history] == [(1, 1), (1, 2), (2, 3)]
+    load_run(tmp_path / "cut")  # config.json and checkpoint still agree after the resume
+
+
+def test_resume_refuses_a_different_config(stores, tmp_path):
+    cfg = tiny_config(stores, tmp_path / "run", max_wall_s=1e-9)
+    train(cfg, progress=False)
+    with pytest.raises(ConfigError, match=r"different config \(lr: run has 0.0005, now 0.001\)"):
+        train(dataclasses.replace(cfg, lr=1e-3), resume=True, progress=False)
+    with pytest.raises(ConfigError, match="hidden"):
+        train(dataclasses.replace(cfg, model_config={"hidden": 9}), resume=True, progress=False)
+
+
+def test_resume_needs_a_checkpoint_and_fresh_runs_an_empty_dir(stores, tmp_path):
+    with pytest.raises(RunError, match="cannot resume.*checkpoint.pt does not exist"):
+        train(tiny_config(stores, tmp_path / "none"), resume=True, progress=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty.*--resume"):
+        train(tiny_config(stores, tmp_path / "full"), progress=False)
+
+
+def test_early_stopping(stores, tmp_path, monkeypatch):
+    losses = iter([0.5, 0.6, 0.7, 0.8, 0.9])
+    monkeypatch.setattr(train_mod, "validation_metrics",
+                        lambda y, data, b: {"valid_loss": next(losses), "valid_auc": 0.5, "valid_rmse_mv": 1.0})
+    out = train(tiny_config(stores, tmp_path / "run", epochs=5, early_stopping_patience=2), progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "early_stopped" and metrics["epochs_completed"] == 3 and metrics["best_epoch"] == 1
+
+
+def test_valid_every_skips_validations_but_validates_the_last_epoch(stores, tmp_path):
+    out = train(tiny_config(stores, tmp_path / "run", epochs=3, valid_every=2), progress=False)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["valid_loss"] is not None for h in history] == [False, True, True]
+
+
+def assert_nothing_written(path: Path) -> None:
+    assert not path.exists() or not any(path.iterdir())
+
+
+def test_synapse_count_mismatch_is_caught_before_writing(stores, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(StoreError, match="expects 1278 input channels.*16 synapses"):
+        train(tiny_config(stores, out, model_config={"hidden": 8, "n_inputs": 1278}), progress=False)
+    other = fake_store(tmp_path / "other.zarr", n_sims=2, n_time=900, n_segments=5)
+    with pytest.raises(StoreError, match="other synapses"):
+        train(tiny_config(stores, out, valid=str(other)), progress=False)
+    assert_nothing_written(out)
+
+
+def test_nan_and_missing_stores_are_caught_before_writing(stores, tmp_path):
+    ds = fake_dataset(n_sims=3, n_time=900)
+    ds["soma_voltage"][1, 5] = np.nan
+    nan_store = dataset.write_store(ds, tmp_path / "nan.zarr")
+    out = tmp_path / "run"
+    with pytest.raises(StoreError, match="NaN"):
+        train(tiny_config(stores, out, train=str(nan_store)), progress=False)
+    with pytest.raises(StoreError, match="no dataset store"):
+        train(tiny_config(stores, out, valid=str(tmp_path / "absent.zarr")), progress=False)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model", "gru", "unknown model"),
+    ("epochs", 0, "epochs must be an integer"),
+    ("burn_in_ms", 300, "burn_in_ms"),
+    ("window_ms", 2000, "does not fit"),
+    ("model_config", {"hidden": 8, "colour": 1}, "colour"),
+    ("lr", -1.0, "lr must be"),
+])
+def test_bad_configs_are_config_errors(stores, tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny_config(stores, tmp_path / "run", **{field: value}), progress=False)
+    assert_nothing_written(tmp_path / "run")
+
+
+def test_load_run_errors(stores, tmp_path):
+    with pytest.raises(RunError, match="no run directory"):
+        load_run(tmp_path / "absent")
+    out = train(tiny_config(stores, tmp_path / "run", epochs=1), progress=False)
+    (out / "model.pt").rename(tmp_path / "model.pt")
+    with pytest.raises(RunError, match="no weights"):
+        load_run(out)
+    (tmp_path / "model.pt").rename(out / "model.pt")
+    config = json.loads((out / "config.json").read_text())
+    config["model_config"]["hidden"] = 9
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="does not fit the model"):
+        load_run(out)
+    config["model_config"]["hidden"] = 8
+    config["lr"] = 1.0
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="different config"):
+        load_run(out)
+    (out / "config.json").unlink()
+    with pytest.raises(RunError, match="config.json is missing"):
+        load_run(out)
+
+
+def test_train_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown training config keys \\['epoch'\\]"):
+        TrainConfig.from_dict({"epoch": 3})
+    assert TrainConfig.from_dict({"epochs": 3}).epochs == 3
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(stores, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "--standalone", "-m", "surrogate",
+           "train", "--model", "lstm", "--model-config", '{"hidden": 8}', "--train", str(stores[0]),
+           "--valid", str(stores[1]), "--out", str(out), "--epochs", "2", "--batches-per-epoch", "3",
+           "--batch-size", "4", "--window-ms", "300", "--burn-in-ms", "50", "--threads", "1", "--no-progress"]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = load_run(out)
+    assert run.metrics["world_size"] == 2 and run.metrics["windows_per_step"] == 8
+    assert run.metrics["status"] == "finished" and run.metrics["steps"] == 6
+    samplers = torch.load(out / "checkpoint.pt", weights_only=True)["rng"]["samplers"]
+    assert len(samplers) == 2 and samplers[0] != samplers[1], "each rank must draw its own windows"
+    single = train(tiny_config(stores, tmp_path / "single"), progress=False)
+    assert not torch.equal(checkpoint_weights(out)["readout.weight"], checkpoint_weights(single)["readout.weight"])
