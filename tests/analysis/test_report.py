@@ -12,7 +12,7 @@ from analysis import evaluate as ev
 from analysis.__main__ import main
 from analysis.report import write_report
 from biophys.dataset import NeuronIOStore
-from fakes import fake_dataset, fake_store
+from fakes import fake_store
 from surrogate.models import build_model, model_kind
 from surrogate.run import Run
 
