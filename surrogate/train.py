@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,7 +330,7 @@ class _Trainer:
         self.t0 = time.monotonic()
         if self.status != "running":
             if self.d.main:
-                tqdm.write(f"{self.out} is already {self.status}; nothing to resume")
+                tqdm.write(f"{self.out} is already {self.status}; nothing to resume", file=sys.stderr)
             return
         cfg = self.cfg
         while self.epoch < cfg.epochs:
@@ -412,7 +413,7 @@ class _Trainer:
             self.bad_validations += 1
         if self.d.main:
             tqdm.write(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, valid loss "
-                       f"{metrics['valid_loss']:.4f}, AUC {metrics['valid_auc']:.4f}, RMSE {metrics['valid_rmse_mv']:.3f} mV")
+                       f"{metrics['valid_loss']:.4f}, AUC {metrics['valid_auc']:.4f}, RMSE {metrics['valid_rmse_mv']:.3f} mV", file=sys.stderr)
         patience = cfg.early_stopping_patience
         return patience > 0 and self.bad_validations >= patience
 

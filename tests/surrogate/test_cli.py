@@ -1,0 +1,128 @@
+"""`python -m surrogate train`: options, config files, resume, and one-line user errors with exit status 2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fakes import fake_store
+from surrogate.__main__ import build_parser, main
+from surrogate.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stores")
+    return (fake_store(root / "train.zarr", n_sims=3, n_time=800, seed=0),
+            fake_store(root / "valid.zarr", n_sims=2, n_time=800, seed=1))
+
+
+def tiny_args(stores, out, *extra) -> list[str]:
+    return ["train", "--model", "lstm", "--model-config", '{"hidden": 8}', "--train", str(stores[0]),
+            "--valid", str(stores[1]), "--out", str(out), "--epochs", "1", "--batches-per-epoch", "2",
+            "--batch-size", "2", "--window-ms", "200", "--burn-in-ms", "50", "--threads", "1", "--no-progress", *extra]
+
+
+def exit_code(argv: list[str]) -> int:
+    """main's return value, or the status of argparse's exit on a usage error."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "surrogate", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    text = train_parser.format_help()
+    for action in train_parser._actions:
+        assert action.help, f"{action.option_strings} has no help"
+        for option in action.option_strings:
+            assert option in text
+
+
+def test_every_config_field_has_an_option():
+    """Each TrainConfig field can be set from the command line (as --field-name)."""
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {o for a in train_parser._actions for o in a.option_strings}
+    for name in TrainConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in options, name
+
+
+def test_train_writes_the_run_and_prints_its_path(stores, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(stores, out, "--seed", "7", "--lr", "1e-3")) == 0
+    assert capsys.readouterr().out.strip() == str(out.resolve())
+    config = json.loads((out / "config.json").read_text())
+    assert (config["seed"], config["lr"], config["model"], config["model_config"]["hidden"]) == (7, 1e-3, "lstm", 8)
+    assert json.loads((out / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_config_file_toml_and_json_with_options_on_top(stores, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('epochs = 2\nlr = 0.002\nseed = 3\n[model_config]\nhidden = 6\n')
+    assert main(tiny_args(stores, tmp_path / "a", "--config", str(toml))) == 0
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    # --epochs 1 and --model-config on the command line win over the file; the rest comes from it
+    assert (config["epochs"], config["lr"], config["seed"], config["model_config"]["hidden"]) == (1, 0.002, 3, 8)
+    js = tmp_path / "c.json"
+    js.write_text(json.dumps({"valid_every": 1, "early_stopping_patience": 4}))
+    assert main(tiny_args(stores, tmp_path / "b", "--config", str(js))) == 0
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["early_stopping_patience"] == 4
+
+
+def test_resume_takes_the_saved_settings(stores, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_args(stores, out, "--max-wall-s", "1e-9")) == 0
+    assert json.loads((out / "metrics.json").read_text())["status"] == "wall_budget"
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["steps"] == 2
+    assert main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model-config", "{hidden: 8"], "--model-config: not valid JSON"),
+    (["--epochs", "0"], "epochs must be an integer"),
+    (["--config", "absent.toml"], "config file absent.toml does not exist"),
+    (["--model-config", '{"n_inputs": 1278}'], "expects 1278 input channels"),
+])
+def test_user_errors_are_one_line_exit_2(stores, tmp_path, capsys, extra, message):
+    assert exit_code(tiny_args(stores, tmp_path / "run", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_missing_store_in_a_fresh_process_has_no_traceback(stores, tmp_path):
+    result = run_cli("train", "--model", "lstm", "--train", str(tmp_path / "nowhere.zarr"), "--valid", str(stores[1]),
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: no dataset store at {tmp_path / 'nowhere.zarr'}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_config_key_in_a_fresh_process(stores, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epoch": 3}')
+    result = run_cli(*tiny_args(stores, tmp_path / "run", "--config", str(bad)))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown training config keys ['epoch']" in result.stderr
