@@ -16,7 +16,7 @@ from biophys.generate import Execution, GenerateConfig, GenerateError, Task, loa
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.inspect_store import store_problems
 from biophys.simulator import CellConfig, SimConfig, SimResult
-from fakes import fake_synapses
+from fakes import fake_dataset, fake_synapses
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -201,11 +201,15 @@ def test_config_mismatch_refused(tmp_path):
     with pytest.raises(GenerateError, match=r"different config \(base_seed: 4 \(existing\) vs 3 \(requested\)\)"
                                             r".*To resume it.*to start fresh, remove"):
         generate.generate(cfg, out, QUIET, simulator=FAKE, log=lambda m: None)
-    (shards / "config.json").unlink()
-    generate.generate(cfg, out, QUIET, simulator=FAKE, log=lambda m: None)
-    with pytest.raises(GenerateError, match=r"inputs\.block_jitter_ms"):
-        generate.generate(small_config(inputs=InputConfig(exc_spikes_per_100ms={"basal": (0, 40), "apical": (0, 40)},
-                                                          block_jitter_ms=5)), out, QUIET, simulator=FAKE)
+    # a finished store made with another config is refused too, naming the differing key
+    other = small_config(inputs=InputConfig(exc_spikes_per_100ms={"basal": (0, 40), "apical": (0, 40)},
+                                            block_jitter_ms=5))
+    made = fake_dataset(n_sims=1, n_time=200, n_segments=6)
+    made.attrs["config"] = json.dumps(other.to_dict())
+    dataset.write_store(made, out)
+    with pytest.raises(GenerateError, match=r"inputs\.block_jitter_ms: 5\.0 \(existing\) vs 20\.0"):
+        generate.generate(cfg, out, QUIET, simulator=FAKE)
+    assert generate.generate(other, out, QUIET, simulator=FAKE, log=lambda m: None).n_new == 0
 
 
 def test_failed_task_keeps_finished_shards(tmp_path):
@@ -222,7 +226,7 @@ def test_failed_task_keeps_finished_shards(tmp_path):
 @pytest.mark.neuron
 @pytest.mark.slow
 def test_seeds_identical_across_workers_and_backends(tmp_path):
-    cfg = small_config(n_sims=4, sims_per_task=1, duration_ms=300)
+    cfg = small_config(n_sims=3, sims_per_task=1, duration_ms=200)
     runs = {
         "local1": Execution(workers=1, progress=False),
         "local2": Execution(workers=2, progress=False, force_workers=True),
@@ -254,7 +258,7 @@ if __name__ == "__main__":
 @pytest.mark.slow
 def test_resume_after_killed_run(tmp_path):
     out = tmp_path / "r.zarr"
-    argv = ["generate", "--out", str(out), "--cell", "ball-and-stick", "--n-sims", "16", "--duration-ms", "400",
+    argv = ["generate", "--out", str(out), "--cell", "ball-and-stick", "--n-sims", "12", "--duration-ms", "300",
             "--sims-per-task", "2", "--seed", "5", "--workers", "1", "--keep-shards", "--no-progress"]
     script = tmp_path / "cli.py"
     script.write_text(_CLI)
@@ -271,7 +275,7 @@ def test_resume_after_killed_run(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finished = {p.name: (p / "zarr.json").stat().st_mtime_ns for p in shards.glob("sims-*")}
-    assert 1 <= len(finished) < 8 and not out.exists()
+    assert 1 <= len(finished) < 6 and not out.exists()
 
     parser = argparse.ArgumentParser()
     generate.register_cli(parser.add_subparsers())
@@ -279,6 +283,6 @@ def test_resume_after_killed_run(tmp_path):
     assert args.func(args) == 0
     for name, mtime in finished.items():
         assert (shards / name / "zarr.json").stat().st_mtime_ns == mtime
-    assert len(list(shards.glob("sims-*"))) == 8
+    assert len(list(shards.glob("sims-*"))) == 6
     assert store_problems(out) == []
-    assert dataset.open_dataset(out)["seed"].values.tolist() == list(range(16))
+    assert dataset.open_dataset(out)["seed"].values.tolist() == list(range(12))
