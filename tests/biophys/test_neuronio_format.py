@@ -1,0 +1,137 @@
+import argparse
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biophys import dataset, neuronio_format
+from biophys.neuronio_format import NeuronIOFormatError, import_neuronio, params_dict, simulation_dict, write_pickle
+
+REFERENCE = "reference_traces/original_l5pc_neuronio_seed77.p"
+
+
+def small_segments() -> pd.DataFrame:
+    """5 segments: basal sections 0 (2 segments) and 1 (1), apical section 2 (2 segments)."""
+    return pd.DataFrame({"tree": ["basal", "basal", "basal", "apical", "apical"],
+                         "length_um": [10.0, 10.0, 25.0, 20.0, 20.0],
+                         "distance_um": [5.0, 15.0, 12.5, 10.0, 30.0],
+                         "section_index": [0, 0, 1, 2, 2]})
+
+
+def small_file(path, n_sims=2, n_time=50, seed=0, dendrites=False):
+    rng = np.random.default_rng(seed)
+    spikes = (rng.random((n_sims, 10, n_time)) < 0.1).astype(np.uint8)
+    soma = -70 + 5 * rng.standard_normal((n_sims, n_time))
+    out_times = [np.array([12.3, 40.6]), np.array([])][:n_sims] + [np.array([7.0])] * max(0, n_sims - 2)
+    sims = [simulation_dict(spikes[i], soma[i], out_times[i], nexus_mV=soma[i] + 1,
+                            dendritic_mV=np.tile(soma[i], (5, 1)) if dendrites else None) for i in range(n_sims)]
+    write_pickle(path, params_dict(small_segments(), n_time, n_sims, seed), sims)
+    return spikes, soma, out_times
+
+
+def test_round_trip_small_files(tmp_path):
+    spikes_a, soma_a, times_a = small_file(tmp_path / "a.p", seed=1, dendrites=True)
+    spikes_b, soma_b, _ = small_file(tmp_path / "b.p", n_sims=3, seed=2, dendrites=True)
+    with open(tmp_path / "a.p", "rb") as f:
+        raw = pickle.load(f)
+    assert raw["Results"]["listOfSingleSimulationDicts"][0]["somaVoltageLowRes"].dtype == np.float16
+    out = import_neuronio([tmp_path / "a.p", tmp_path / "b.p"], tmp_path / "s.zarr")
+    store = dataset.NeuronIOStore(out)
+    assert (store.n_sims, store.n_time, store.n_synapses) == (5, 50, 10)
+    assert np.array_equal(store.input_spikes(0), spikes_a[0].T) and np.array_equal(store.input_spikes(4), spikes_b[2].T)
+    # voltages pass through float16 as in the original files (~0.03 mV steps at −70 mV)
+    assert np.allclose(store.soma_voltage(1), soma_a[1], atol=0.05)
+    assert np.allclose(store.spike_times(0), times_a[0], atol=0.02) and store.spike_times(1).size == 0
+    assert store.ds["seed"].values.tolist() == [neuronio_format.UNKNOWN_SEED] * 5
+    assert store.ds["dendritic_voltage"].shape == (5, 50, 5)
+    syn = store.synapses()
+    assert syn["sign"].tolist() == [1] * 5 + [-1] * 5 and syn["tree"].tolist()[:5] == ["basal"] * 3 + ["apical"] * 2
+    assert syn["section"].tolist()[:5] == ["dend[0]", "dend[0]", "dend[1]", "apic[0]", "apic[0]"]
+    assert syn["x"].tolist()[:5] == [0.25, 0.75, 0.5, 0.25, 0.75]
+    assert syn["segment"][2] == "dend[1](0.5)" and syn["length_um"][2] == 25.0
+    assert syn["pos_x_um"].isna().all()
+    assert [f["n_sims"] for f in store.config["files"]] == [2, 3]
+
+
+def test_missing_metadata_becomes_nan(tmp_path):
+    small_file(tmp_path / "a.p")
+    with open(tmp_path / "a.p", "rb") as f:
+        data = pickle.load(f)
+    for key in ("allSegmentsLength", "allSegments_DistFromSoma", "allSegments_SectionInd"):
+        del data["Params"][key]
+    data["Results"]["listOfSingleSimulationDicts"][0]["exInputSpikeTimes"].pop(0, None)
+    write_pickle(tmp_path / "b.p", data["Params"], data["Results"]["listOfSingleSimulationDicts"])
+    store = dataset.NeuronIOStore(import_neuronio([tmp_path / "b.p"], tmp_path / "s.zarr"))
+    syn = store.synapses()
+    assert syn["length_um"].isna().all() and syn["distance_um"].isna().all() and syn["x"].isna().all()
+    assert syn["section"].eq("unknown").all() and syn["segment"][3] == "segment[3]"
+    assert store.input_spikes(0)[:, 0].sum() == 0
+
+
+def _mutated(tmp_path, mutate):
+    small_file(tmp_path / "a.p")
+    with open(tmp_path / "a.p", "rb") as f:
+        data = pickle.load(f)
+    mutate(data)
+    with open(tmp_path / "bad.p", "wb") as f:
+        pickle.dump(data, f, protocol=2)
+    return tmp_path / "bad.p"
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("Params"), r"bad\.p: missing key 'Params'"),
+    (lambda d: d["Params"].pop("allSegmentsType"), r"bad\.p: missing key 'Params' → 'allSegmentsType'"),
+    (lambda d: d["Results"].pop("listOfSingleSimulationDicts"), "listOfSingleSimulationDicts"),
+    (lambda d: d["Results"]["listOfSingleSimulationDicts"][1].pop("somaVoltageLowRes"),
+     r"bad\.p: simulation 1 is missing key 'somaVoltageLowRes'"),
+    (lambda d: d["Results"]["listOfSingleSimulationDicts"][0].pop("inhInputSpikeTimes"), "'inhInputSpikeTimes'"),
+    (lambda d: d["Params"].__setitem__("allSegmentsLength", [1.0, 2.0]), "has 2 entries, expected 5"),
+    (lambda d: d["Params"]["allSegmentsType"].__setitem__(0, "oblique"), "'oblique'"),
+    (lambda d: d["Results"]["listOfSingleSimulationDicts"][0]["exInputSpikeTimes"].__setitem__(9, np.array([1.0])),
+     "has segment 9"),
+    (lambda d: d["Results"]["listOfSingleSimulationDicts"][0]["exInputSpikeTimes"].__setitem__(1, np.array([50.0])),
+     r"outside \[0, 50\) ms"),
+])
+def test_malformed_files_name_file_and_key(tmp_path, mutate, message):
+    with pytest.raises(NeuronIOFormatError, match=message):
+        import_neuronio([_mutated(tmp_path, mutate)], tmp_path / "s.zarr")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_not_a_pickle_and_mismatched_files(tmp_path):
+    (tmp_path / "junk.p").write_bytes(b"not a pickle")
+    with pytest.raises(NeuronIOFormatError, match=r"junk\.p: cannot read as a pickle"):
+        import_neuronio([tmp_path / "junk.p"], tmp_path / "s.zarr")
+    small_file(tmp_path / "a.p", n_time=50)
+    small_file(tmp_path / "b.p", n_time=60)
+    with pytest.raises(NeuronIOFormatError, match="last 60 ms"):
+        import_neuronio([tmp_path / "a.p", tmp_path / "b.p"], tmp_path / "s.zarr")
+
+
+def test_cli(tmp_path, capsys):
+    small_file(tmp_path / "a.p")
+    parser = argparse.ArgumentParser()
+    neuronio_format.register_cli(parser.add_subparsers())
+    args = parser.parse_args(["import-neuronio", str(tmp_path / "a.p"), "--out", str(tmp_path / "s.zarr")])
+    assert args.func(args) == 0 and "simulations: 2 × 50 ms" in capsys.readouterr().out
+    assert args.func(args) == 2 and "already exists" in capsys.readouterr().err
+
+
+def test_reference_pickle_imports(shared_data, tmp_path):
+    path = shared_data / REFERENCE
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    store = dataset.NeuronIOStore(import_neuronio([path], tmp_path / "ref.zarr"))
+    assert (store.n_sims, store.n_time, store.n_synapses) == (2, 1500, 1278)
+    with open(path, "rb") as f:
+        sims = pickle.load(f)["Results"]["listOfSingleSimulationDicts"]
+    for i, sim in enumerate(sims):
+        assert np.array_equal(store.spike_times(i), np.asarray(sim["outputSpikeTimes"], dtype=np.float64))
+        n_in = sum(len(t) for key in ("exInputSpikeTimes", "inhInputSpikeTimes") for t in sim[key].values())
+        assert store.input_spikes(i).sum() == n_in
+        assert np.array_equal(store.soma_voltage(i), np.asarray(sim["somaVoltageLowRes"], dtype=np.float32))
+    # the realised input rates of the protocol: ~12 Hz excitatory, ~9 Hz inhibitory per synapse
+    spikes = store.ds["input_spikes"].values
+    assert 6 < spikes[..., :639].mean() * 1000 < 18 and 4 < spikes[..., 639:].mean() * 1000 < 14
+    assert store.synapses()["tree"].value_counts().to_dict() == {"apical": 754, "basal": 524}
