@@ -1,0 +1,75 @@
+"""Dataset generation throughput: simulations per hour with 1 and 2 local workers, and input drawing cost.
+
+Each run generates ``--n-sims`` ball-and-stick simulations of ``--duration-ms`` into a fresh store with the
+local backend (spawned worker processes, one simulator each, one simulation per task), so the wall time
+includes worker start-up, shard writing and consolidation: what a user waits for. Input drawing is timed
+separately on an L5PC-sized segment table (the synthetic L5PC's dendritic segments) for 6 s simulations.
+
+Prints one JSON line. Usage: python benchmarks/generate_speed.py [--n-sims 12] [--duration-ms 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from biophys import morphology, synapses
+from biophys.generate import Execution, GenerateConfig, generate, input_segments
+from biophys.inputs import InputConfig, draw_inputs
+from biophys.simulator import CellConfig
+
+
+def generation_rate(cfg: GenerateConfig, workers: int, root: Path) -> dict:
+    """Generate ``cfg`` with ``workers`` local workers; simulations per hour of wall time."""
+    out = root / f"w{workers}.zarr"
+    t0 = time.perf_counter()
+    report = generate(cfg, out, Execution(workers=workers, progress=False, force_workers=True), log=lambda m: None)
+    wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 2), "sims_per_hour": round(report.n_new / wall * 3600, 1),
+            "output_rate_hz": round(report.output_rate_hz, 2)}
+
+
+def input_draw_cost(duration_ms: int, repeats: int) -> tuple[int, float]:
+    """(segments, CPU seconds of input drawing per simulated second) on the synthetic L5PC's segments."""
+    table = synapses.synapse_table(morphology.segment_table(morphology.replace_axon(morphology.synthetic_l5pc())))
+    segments = input_segments(table)
+    cfg = InputConfig()
+    start = time.process_time()
+    for k in range(repeats):
+        draw_inputs(cfg, segments, duration_ms, np.random.default_rng(np.random.SeedSequence((0, k))))
+    return len(segments), (time.process_time() - start) / (repeats * duration_ms / 1000.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-sims", type=int, default=12)
+    parser.add_argument("--duration-ms", type=int, default=1000)
+    args = parser.parse_args()
+    cfg = GenerateConfig(cell=CellConfig(name="ball-and-stick"), duration_ms=args.duration_ms, n_sims=args.n_sims,
+                         base_seed=1, sims_per_task=1)
+    with tempfile.TemporaryDirectory(prefix="generate_speed-") as tmp:
+        one = generation_rate(cfg, 1, Path(tmp))
+        two = generation_rate(cfg, 2, Path(tmp))
+    n_segments, draw_s = input_draw_cost(6000, 5)
+    print(json.dumps({
+        "benchmark": "generate_speed",
+        "cell": cfg.cell.name,
+        "config": {"n_sims": cfg.n_sims, "duration_ms": cfg.duration_ms, "sims_per_task": cfg.sims_per_task,
+                   "sim": dataclasses.asdict(cfg.sim)},
+        "cpus": os.cpu_count(),
+        "workers_1": one,
+        "workers_2": two,
+        "scaling_2_over_1": round(two["sims_per_hour"] / one["sims_per_hour"], 2),
+        "input_draw": {"segments": n_segments, "cpu_s_per_simulated_s": round(draw_s, 4)},
+    }))
+
+
+if __name__ == "__main__":
+    main()
