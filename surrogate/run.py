@@ -152,7 +152,7 @@ def load_run(run_dir: str | Path) -> Run:
         raise RunError(f"{path / MODEL_FILE} does not fit the model in {CONFIG_FILE}: {exc}") from None
     checkpoint = path / CHECKPOINT_FILE
     if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if saved.get("config") != config:
             raise RunError(f"{checkpoint} was written under a different config than {path / CONFIG_FILE}")
     if metrics.get("model") not in (None, config.get("model")):

@@ -270,7 +270,7 @@ def _gather(d: _Dist, obj) -> list:
 
 def _mean_across(d: _Dist, total: float, count: int) -> float:
     if d.active:
-        t = torch.tensor([total, count], dtype=torch.float64)
+        t = torch.tensor([total, count], dtype=torch.float64, device=d.device)  # nccl reduces GPU tensors only
         dist.all_reduce(t)
         total, count = float(t[0]), int(t[1])
     return total / max(count, 1)
@@ -292,7 +292,8 @@ class _Trainer:
             raise ConfigError(f"{valid_store.n_sims} validation simulations cannot be split over {d.world} processes")
         self.valid_data = NeuronIOArrays.from_store(valid_store, np.arange(d.rank, valid_store.n_sims, d.world))
         self.model = model.to(d.device)
-        self.ddp = nn.parallel.DistributedDataParallel(model) if d.active else model
+        device_ids = [d.device.index] if d.device.type == "cuda" else None
+        self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids) if d.active else model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.total_steps = cfg.epochs * cfg.batches_per_epoch
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps, eta_min=0.0)
@@ -406,28 +407,27 @@ class _Trainer:
         metrics = validation_metrics(np.concatenate([p[0] for p in parts]), data, cfg.burn_in_ms)
         record.update(metrics)
         if self.best is None or metrics["valid_loss"] < self.best["metrics"]["valid_loss"]:
-            self.best = {"epoch": record["epoch"], "step": self.step, "metrics": {**metrics, "train_loss": record["train_loss"]},
+            self.best = {"epoch": record["epoch"], "step": self.step,
+                         "metrics": {**metrics, "train_loss": record["train_loss"]},
                          "state": snapshot_state(self.model)}
             self.bad_validations = 0
         else:
             self.bad_validations += 1
         if self.d.main:
             tqdm.write(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, valid loss "
-                       f"{metrics['valid_loss']:.4f}, AUC {metrics['valid_auc']:.4f}, RMSE {metrics['valid_rmse_mv']:.3f} mV", file=sys.stderr)
+                       f"{metrics['valid_loss']:.4f}, AUC {metrics['valid_auc']:.4f}, "
+                       f"RMSE {metrics['valid_rmse_mv']:.3f} mV", file=sys.stderr)
         patience = cfg.early_stopping_patience
         return patience > 0 and self.bad_validations >= patience
 
     def _save(self) -> None:
-        """Write model.pt, history, metrics, checkpoint and curves (rank 0; every process joins the gather)."""
+        """Write checkpoint, weights, history, metrics, config and curves (rank 0; all processes join the gather).
+
+        The checkpoint goes first: a process killed while saving leaves a run that ``--resume`` can continue.
+        """
         samplers = _gather(self.d, self.sampler.state)
         if not self.d.main:
             return
-        validated = [h for h in self.history if h["valid_loss"] is not None]
-        rundir.write_json(self.out / rundir.CONFIG_FILE, self.config)
-        if self.best is not None:
-            rundir.save_torch(self.out / rundir.MODEL_FILE, self.best["state"])
-        rundir.write_json(self.out / rundir.HISTORY_FILE, self.history)
-        rundir.write_json(self.out / rundir.METRICS_FILE, self._metrics(validated))
         rundir.save_torch(self.out / rundir.CHECKPOINT_FILE, {
             "config": self.config,
             "model": snapshot_state(self.model),
@@ -446,6 +446,12 @@ class _Trainer:
             "wall_s": self.wall_s(),
             "status": self.status,
         })
+        validated = [h for h in self.history if h["valid_loss"] is not None]
+        if self.best is not None:
+            rundir.save_torch(self.out / rundir.MODEL_FILE, self.best["state"])
+        rundir.write_json(self.out / rundir.HISTORY_FILE, self.history)
+        rundir.write_json(self.out / rundir.METRICS_FILE, self._metrics(validated))
+        rundir.write_json(self.out / rundir.CONFIG_FILE, self.config)
         if validated:
             rundir.plot_curves(validated, self.out / rundir.CURVES_FILE)
 
