@@ -25,7 +25,6 @@ import dataclasses
 import importlib
 import json
 import os
-import queue
 import shutil
 import sys
 import threading

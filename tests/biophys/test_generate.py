@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,7 +181,6 @@ def test_corrupt_and_partial_shards_are_redone(tmp_path):
     chunk.write_bytes(chunk.read_bytes()[:7])                     # truncated chunk: opens, cannot decode
     (shards / names[2] / "zarr.json").unlink()                     # half-written store
     (shards / ".sims-0000099-0000100.zarr.tmp-deadbeef").mkdir()   # leftover of a killed write
-    import shutil
     shutil.rmtree(out)
     messages = []
     report = generate.generate(cfg, out, keep, simulator=FAKE, log=messages.append)
