@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.evaluate import evaluate, open_run, open_store
+from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from biophys import dataset
 from surrogate.train import TrainConfig, train
 
@@ -105,6 +105,7 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
         raise ValueError(f"variant names must stay distinct as directory names, got {names}")
     out_dir = Path(out_dir)
     test, valid = open_store(test_store), open_store(valid_store)
+    test_data, valid_data = load_arrays(test), load_arrays(valid)  # read once, scored once per variant
     rows = []
     for (variant, overrides), name in zip(variants.items(), names):
         run_dir = out_dir / name
@@ -112,7 +113,7 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
                                                         "valid": str(valid_store), "out": str(run_dir)}))
         train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
         run = open_run(run_dir)
-        result = evaluate(run, test, burn_in_ms, valid).metrics
+        result = evaluate(run, test, burn_in_ms, valid, test_data, valid_data).metrics
         rows.append({
             "variant": variant,
             "model": result["model"],
