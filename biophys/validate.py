@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biophys.morphology import Morphology, section_start_distances
-
-HIRES_DT_MS = 0.125  # the simulator's somatic and probe sampling step
+from biophys.morphology import Morphology, nseg_for_length, section_start_distances, segment_name
+from biophys.simulator import HIRES_DT_MS
 
 #: eFEL features of a step response; names and definitions are eFEL's (AP height = peak voltage, AP width at
 #: the threshold level, AHP depth = absolute minimum between spikes).
@@ -274,8 +273,6 @@ def trunk_site(morph: Morphology, distance_um: float) -> tuple[str, float]:
     """The trunk segment containing path distance ``distance_um`` (µm from soma(0.5)), as (site name such as
     "apic[36](0.5)" at the segment centre, the centre's distance in µm). Beyond the trunk's end: its last
     segment."""
-    from biophys.morphology import nseg_for_length, segment_name
-
     starts = section_start_distances(morph)
     by_name = morph.by_name()
     trunk = apical_trunk(morph)
