@@ -27,10 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from surrogate.elm_fused import exp_filter, input_projection, memory_recurrence
+from surrogate.elm_fused import DELTA_M_AMPLITUDE, DELTA_M_SLOPE, exp_filter, input_projection, memory_recurrence
 
-DELTA_M_AMPLITUDE = 1.7159  # LeCun's scaled tanh, 1.7159 tanh(2x/3): unit gain and slope near the origin
-DELTA_M_SLOPE = 2.0 / 3.0
 ACTIVATIONS = ("relu", "silu")
 ROUTINGS = ("neuronio", "random")
 # logit clamp for initialising τ_m at the ends of [τ_min, τ_max]; sigmoid never reaches 0 or 1
@@ -403,7 +401,7 @@ def config_from_release_args(args: dict, version: int = 1) -> ELMConfig:
 
 
 def load_conformance_npz(path: str | Path, release_args: dict) -> ELM:
-    """Build the ELM of a conformance case and load its weights (float32, plain step loop not forced).
+    """Build the ELM of a conformance case (public-release argument names) and load its npz weights.
 
     The version follows from the arrays (`tau_b`: v2). Raises ValueError when the file disagrees with the
     config: trace time constants, routing indices/mask, or τ_m recomputed from `_proto_tau_m`.

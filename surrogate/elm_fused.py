@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 
 log = logging.getLogger(__name__)
 
-DELTA_M_AMPLITUDE = 1.7159
+DELTA_M_AMPLITUDE = 1.7159  # LeCun's scaled tanh, 1.7159 tanh(2x/3): unit gain and slope near the origin
 DELTA_M_SLOPE = 2.0 / 3.0
 FILTER_CHUNK = 64  # steps per block of the trace filter: one [L, L] matmul per block, one [n, n] across blocks
 
