@@ -72,7 +72,7 @@ class TrainConfig:
     valid_batch_size: int = 4  # whole simulations per validation forward pass
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
     threads: int | None = None  # torch CPU threads per process; None: torch's default
-    max_wall_s: float | None = None  # wall-clock budget of this invocation in s; stops after the batch that ends it
+    max_wall_s: float | None = None  # training-time budget of this invocation in s; stops after the batch past it
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -380,7 +380,7 @@ class _Trainer:
             value = loss.item()
             total, count = total + value, count + 1
             bar.set_postfix(loss=f"{value:.4f}")
-            if cfg.max_wall_s is not None and self._agree(self.wall_s() > cfg.max_wall_s):
+            if cfg.max_wall_s is not None and self._agree(time.monotonic() - self.t0 > cfg.max_wall_s):
                 out_of_time = True
                 break
         bar.close()

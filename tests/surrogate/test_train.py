@@ -200,6 +200,14 @@ def test_early_stopping(stores, tmp_path, monkeypatch):
     assert metrics["status"] == "early_stopped" and metrics["epochs_completed"] == 3 and metrics["best_epoch"] == 1
 
 
+def test_a_non_finite_loss_stops_training_with_a_clear_error(stores, tmp_path, monkeypatch):
+    real_loss = train_mod.window_loss
+    monkeypatch.setattr(train_mod, "window_loss", lambda *args: real_loss(*args) * float("nan"))
+    with pytest.raises(train_mod.TrainingError, match="diverged.*nan in epoch 1"):
+        train(tiny_config(stores, tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
 def test_valid_every_skips_validations_but_validates_the_last_epoch(stores, tmp_path):
     out = train(tiny_config(stores, tmp_path / "run", epochs=3, valid_every=2), progress=False)
     history = json.loads((out / "history.json").read_text())
