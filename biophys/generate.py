@@ -371,6 +371,8 @@ def simulate_task(simulator, job: Job, on_sim: Callable[[int], None] = lambda k:
         dend.append(result.dend_mV)
         spikes.append(np.asarray(result.spike_times_ms, dtype=np.float64))
         on_sim(k)
+    if cfg.sim.record_dendrites and any(d is None for d in dend):
+        raise GenerateError("sim.record_dendrites is set but the simulator returned no dendritic voltages")
     ds = dataset.build_dataset(
         np.stack(inputs), np.stack(soma), spikes, seeds=job.task.sims, synapses=simulator.synapses,
         config=job.config, provenance={**job.provenance, **simulator.provenance()},
