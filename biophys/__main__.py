@@ -13,6 +13,7 @@ import sys
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "biophys.generate",
+    "biophys.inspect_store",
     "biophys.simulator",
     "biophys.validate",
     "biophys.neuronio_format",
