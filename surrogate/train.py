@@ -496,7 +496,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         resolved, model = _resolve(cfg, *stores)
         checkpoint = _prepare_out(dataclasses.asdict(resolved), resume)
         if checkpoint is not None:
-            resolved = dataclasses.replace(TrainConfig(**checkpoint["config"]),
+            resolved = dataclasses.replace(TrainConfig.from_dict(checkpoint["config"]),
                                            **{k: getattr(resolved, k) for k in RUNTIME_FIELDS})
         trainer = _Trainer(resolved, model, d, stores, checkpoint, progress)
         if d.active:
