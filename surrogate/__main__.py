@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help="seed of model initialisation and window sampling (default 0)")
     p.add_argument("--early-stopping-patience", type=int, metavar="N",
                    help="stop after N validations without a lower validation loss (default 0 = never)")
-    p.add_argument("--valid-every", type=int, metavar="N", help="validate every N epochs and after the last (default 1)")
+    p.add_argument("--valid-every", type=int, metavar="N",
+                   help="validate every N epochs and after the last (default 1)")
     p.add_argument("--valid-batch-size", type=int, metavar="N",
                    help="whole validation simulations per forward pass (default 4)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: cuda if available)")

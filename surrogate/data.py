@@ -121,7 +121,8 @@ def default_skip_ms(n_time: int, window_ms: int = WINDOW_MS) -> int:
 def check_window(n_time: int, window_ms: int, burn_in_ms: int, skip_ms: int) -> None:
     """Raise ValueError unless windows of ``window_ms`` after ``skip_ms`` fit ``n_time`` ms with a loss region."""
     if window_ms <= 0 or burn_in_ms < 0 or skip_ms < 0:
-        raise ValueError(f"need window_ms > 0, burn_in_ms ≥ 0, skip_ms ≥ 0; got {window_ms}, {burn_in_ms}, {skip_ms}")
+        raise ValueError(f"need window_ms > 0, burn_in_ms ≥ 0, skip_ms ≥ 0; "
+                         f"got {window_ms}, {burn_in_ms}, {skip_ms}")
     if burn_in_ms >= window_ms:
         raise ValueError(f"burn_in_ms ({burn_in_ms}) must be shorter than window_ms ({window_ms})")
     if skip_ms + window_ms > n_time:
