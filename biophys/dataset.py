@@ -297,7 +297,18 @@ def concat_stores(paths: Iterable[str | Path], out: str | Path, overwrite: bool 
                        join="outer", fill_value={"output_spike_times": np.nan})
     merged = merged.sortby("sim")
     merged.attrs = dict(first.attrs)
+    merged.attrs["provenance"] = json.dumps(_merge_timing([json.loads(ds.attrs["provenance"]) for ds in parts]),
+                                            sort_keys=True)
     return write_store(merged.load(), out, overwrite=overwrite)
+
+
+def _merge_timing(provenances: list[dict]) -> dict:
+    """The first shard's provenance, with the per-shard ``timing`` seconds summed (CPU-seconds of all shards)."""
+    merged = dict(provenances[0])
+    timings = [p.get("timing") for p in provenances]
+    if all(isinstance(t, dict) for t in timings):
+        merged["timing"] = {key: float(sum(t.get(key, 0.0) for t in timings)) for key in timings[0]}
+    return merged
 
 
 class NeuronIOStore:

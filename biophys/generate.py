@@ -359,12 +359,15 @@ def simulate_task(simulator, job: Job, on_sim: Callable[[int], None] = lambda k:
     segments = input_segments(simulator.synapses)
     inputs, soma, nexus, dend, spikes = [], [], [], [], []
     input_s = 0.0
+    neuron_s = 0.0
     for k in range(job.task.start, job.task.stop):
         t0 = time.perf_counter()
         rng = np.random.default_rng(np.random.SeedSequence((cfg.base_seed, k)))
         x = draw_inputs(cfg.inputs, segments, cfg.duration_ms, rng)
         input_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
         result = simulator.run(x, cfg.duration_ms)
+        neuron_s += time.perf_counter() - t0
         inputs.append(x.T)
         soma.append(result.soma_mV)
         nexus.append(result.nexus_mV)
@@ -375,7 +378,9 @@ def simulate_task(simulator, job: Job, on_sim: Callable[[int], None] = lambda k:
         raise GenerateError("sim.record_dendrites is set but the simulator returned no dendritic voltages")
     ds = dataset.build_dataset(
         np.stack(inputs), np.stack(soma), spikes, seeds=job.task.sims, synapses=simulator.synapses,
-        config=job.config, provenance={**job.provenance, **simulator.provenance()},
+        config=job.config,
+        provenance={**job.provenance, **simulator.provenance(),
+                    "timing": {"neuron_wall_s": neuron_s, "input_draw_s": input_s}},
         nexus_voltage=None if any(v is None for v in nexus) else np.stack(nexus),
         dendritic_voltage=np.stack(dend) if cfg.sim.record_dendrites else None,
         sim_index=job.task.sims,

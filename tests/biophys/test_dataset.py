@@ -68,3 +68,15 @@ def test_concat_shards(tmp_path):
     merged = dataset.open_dataset(out)
     assert merged["sim"].values.tolist() == [0, 1, 2, 3]
     assert json.loads(merged.attrs["config"])["seed"] == 1
+
+
+def test_concat_sums_shard_timing(tmp_path):
+    paths = []
+    for i, seconds in enumerate((1.5, 2.25)):
+        ds = fake_dataset(n_sims=1, n_time=100, n_segments=2, seed=3).assign_coords(sim=[i])
+        prov = json.loads(ds.attrs["provenance"])
+        prov["timing"] = {"neuron_wall_s": seconds}
+        ds.attrs["provenance"] = json.dumps(prov)
+        paths.append(dataset.write_store(ds, tmp_path / f"{i}.zarr"))
+    out = dataset.concat_stores(paths, tmp_path / "all.zarr")
+    assert dataset.NeuronIOStore(out).provenance["timing"]["neuron_wall_s"] == pytest.approx(3.75)
