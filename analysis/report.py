@@ -209,7 +209,7 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f"- Data store: `{store.path}` (cell: {_cell_name(store.provenance)}; made at git commit "
         f"{store.provenance.get('git_commit', 'unknown')})",
         f"- Validation store: `{valid.path}`" if valid is not None else "- Validation store: none",
-        f"- Runs: " + ", ".join(f"`{r['run']}`" for r in results),
+        "- Runs: " + ", ".join(f"`{r['run']}`" for r in results),
         f"- Cell check (training data vs store): {'; '.join(cells)}",
         f"- Report made at git commit {commit}",
         "- All numbers: `metrics.json` beside this file.",

@@ -3,7 +3,6 @@
 import functools
 import hashlib
 import http.server
-import sys
 import threading
 
 import numpy as np
@@ -12,16 +11,6 @@ import pytest
 from biophys import morphology as mo
 from biophys import synapses
 from biophys.morphology import MorphologyError
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_sections():
-    """Fail a test that leaves NEURON sections behind (none of these tests should even import NEURON)."""
-    yield
-    if "neuron" in sys.modules:
-        from neuron import h
-
-        assert not list(h.allsec()), "test leaked NEURON sections"
 
 
 @pytest.mark.parametrize("length, nseg", [(0.5, 1), (39.99, 1), (40.0, 3), (79.9, 3), (80.0, 5), (276.4, 13)])

@@ -1,6 +1,5 @@
 """CellSimulator on the ball-and-stick cell: build, run, spikes, t = 0 events, teardown and rebuild."""
 
-import sys
 
 import numpy as np
 import pytest
@@ -11,20 +10,6 @@ from biophys.simulator import CellConfig, CellSimulator, SimConfig, SimulationEr
 pytestmark = pytest.mark.neuron
 
 BALL = CellConfig(name="ball-and-stick")
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_sections():
-    """Fail a test that leaves NEURON sections behind."""
-    yield
-    if "neuron" in sys.modules:
-        from neuron import h
-
-        leaked = list(h.allsec())
-        names = [sec.name() for sec in leaked]
-        for sec in leaked:  # clean up so that one leak does not fail every later test
-            h.delete_section(sec=sec)
-        assert not names, f"test leaked NEURON sections: {names[:5]}"
 
 
 def random_input(n_synapses: int, n_time: int, seed: int, p_exc: float = 0.03, p_inh: float = 0.01):
