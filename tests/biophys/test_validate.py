@@ -205,3 +205,29 @@ def test_bac_firing(cell1_validation):
     assert not runs["soma_only"]["ca_spike"] and not runs["epsc_only"]["ca_spike"]
     assert runs["epsc_only"]["n_somatic_spikes"] == 0
     assert bac["bac_firing"]
+
+
+@pytest.fixture(scope="module")
+def reference_step_features(shared_data):
+    """eFEL features of the original model's 1 s steps (reference_traces, 8 kHz), by amplitude."""
+    ref = np.load(shared_data / "reference_traces" / "original_l5pc_step_currents.npz")
+    cfg = ValidationConfig.quick()
+    return {amp: spike_features(ref[f"amp_{amp}_soma_mV"].astype(np.float64), ref["t_ms"][1] - ref["t_ms"][0],
+                                cfg.step_delay_ms, cfg.step_delay_ms + cfg.step_dur_ms)
+            for amp in sorted(ORIGINAL_STEP_SPIKES)}
+
+
+def test_reference_step_features(reference_step_features):
+    # eFEL on the original's traces finds the spikes its README lists (local maxima above −25 mV).
+    assert {amp: f["spike_count"] for amp, f in reference_step_features.items()} == ORIGINAL_STEP_SPIKES
+    assert 20.0 < reference_step_features[0.5]["AP_height"] < 40.0
+
+
+@pytest.mark.neuron
+@pytest.mark.slow
+@pytest.mark.parametrize("amp_nA", sorted(ORIGINAL_STEP_SPIKES))
+def test_step_features_match_original(cell1_validation, reference_step_features, amp_nA):
+    ours = cell1_validation["steps"]["steps"][f"{amp_nA:g}"]["features"]
+    theirs = reference_step_features[amp_nA]
+    for name in ("AP_height", "AP_width", "AHP_depth_abs", "time_to_first_spike", "mean_frequency"):
+        assert ours[name] == pytest.approx(theirs[name], rel=0.05, abs=0.3), name
