@@ -215,7 +215,8 @@ def test_config_mismatch_refused(tmp_path):
 def test_failed_task_keeps_finished_shards(tmp_path):
     cfg = small_config()
     out = tmp_path / "d.zarr"
-    with pytest.raises(GenerateError, match=r"simulations 0\.\.1 failed: RuntimeError: the membrane melted.*resume"):
+    # Every task fails; which one is reported first depends on process scheduling.
+    with pytest.raises(GenerateError, match=r"simulations \d+\.\.\d+ failed: RuntimeError: the membrane melted.*resume"):
         generate.generate(cfg, out, QUIET, simulator=f"{__name__}:FailingSimulator", log=lambda m: None)
     assert not out.exists() and (generate.shard_dir(out) / "config.json").exists()
 
