@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,9 @@ LOWRES_DT_MS = 1.0   # the dataset's time bin
 _IMPORT3D_LISTS = {"soma": "soma", "dend": "basal", "apic": "apical", "axon": "axon"}
 
 _open_simulator: "CellSimulator | None" = None
+#: A segment site: section name and x, e.g. "apic[36](0.5)".
+_SEGMENT_SITE = re.compile(r"^([A-Za-z_]\w*\[\d+\])\(([0-9.eE+-]+)\)$")
+_EPSC_SAMPLE_MS = 0.025  # the EPSC waveform's sampling step (NEURON interpolates between samples)
 
 
 class SimulationError(RuntimeError):
@@ -115,6 +119,34 @@ class CurrentStep:
     delay_ms: float
     dur_ms: float
     site: str = "soma"
+
+
+@dataclass
+class EpscCurrent:
+    """An EPSC-shaped injected current: a double exponential (rise ``tau_rise_ms``, decay ``tau_decay_ms``)
+    starting at ``delay_ms`` and peaking at ``peak_nA``, at ``site`` ("soma", "nexus" or a segment such as
+    "apic[36](0.5)")."""
+
+    peak_nA: float
+    delay_ms: float
+    tau_rise_ms: float = 0.5
+    tau_decay_ms: float = 5.0
+    site: str = "soma"
+
+    def __post_init__(self):
+        if not 0 < self.tau_rise_ms < self.tau_decay_ms:
+            raise ValueError(f"EpscCurrent needs 0 < tau_rise_ms < tau_decay_ms, got {self.tau_rise_ms}, "
+                             f"{self.tau_decay_ms}")
+
+    def waveform(self, step_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        """(t_ms, i_nA) float64 [n]: the current from t = 0 until it has decayed for 10 decay constants."""
+        t = np.arange(0.0, self.delay_ms + 10.0 * self.tau_decay_ms, step_ms)
+        s = np.clip(t - self.delay_ms, 0.0, None)
+        shape = np.exp(-s / self.tau_decay_ms) - np.exp(-s / self.tau_rise_ms)
+        t_peak = (self.tau_rise_ms * self.tau_decay_ms / (self.tau_decay_ms - self.tau_rise_ms)
+                  * np.log(self.tau_decay_ms / self.tau_rise_ms))
+        norm = np.exp(-t_peak / self.tau_decay_ms) - np.exp(-t_peak / self.tau_rise_ms)
+        return t, self.peak_nA * shape / norm
 
 
 @dataclass
@@ -442,15 +474,56 @@ class CellSimulator:
             h.steps_per_ms = 1.0 / self.sim.dt_ms
 
     def _clamp(self, h, step: CurrentStep):
+        if isinstance(step, EpscCurrent):
+            return self._epsc_clamp(h, step)
         if step.site == "soma":
             seg = self._sections[self.morphology.region("soma")[0].name](0.5)
         elif step.site == "nexus" and self.morphology.nexus is not None:
             seg = self._sections[self.morphology.nexus[0]](self.morphology.nexus[1])
+        elif _SEGMENT_SITE.match(step.site):
+            seg = self._site_segment(step.site)
         else:
             raise ValueError(f"unknown current-step site {step.site!r} for this morphology")
         clamp = h.IClamp(seg)
         clamp.amp, clamp.delay, clamp.dur = step.amp_nA, step.delay_ms, step.dur_ms
         return clamp
+
+    def _site_segment(self, site: str):
+        """The NEURON segment of a site: "soma" (soma(0.5)), "nexus" or a segment such as "apic[36](0.5)"."""
+        if site == "soma":
+            return self._sections[self.morphology.region("soma")[0].name](0.5)
+        if site == "nexus" and self.morphology.nexus is not None:
+            return self._sections[self.morphology.nexus[0]](self.morphology.nexus[1])
+        match = _SEGMENT_SITE.match(site)
+        if match is None or match.group(1) not in self._sections or not 0.0 <= float(match.group(2)) <= 1.0:
+            raise ValueError(f"unknown site {site!r} for this morphology (expected 'soma', 'nexus' or a "
+                             "segment such as 'apic[36](0.5)')")
+        return self._sections[match.group(1)](float(match.group(2)))
+
+    def _epsc_clamp(self, h, epsc: EpscCurrent):
+        """An IClamp whose amplitude follows the EPSC waveform (interpolated linearly, so it also drives CVode);
+        returns the clamp and the two Vectors, which must stay alive during the run."""
+        seg = self._site_segment(epsc.site)
+        clamp = h.IClamp(seg)
+        clamp.delay, clamp.dur = 0.0, 1e9
+        t, i = epsc.waveform(_EPSC_SAMPLE_MS)
+        t_vec, i_vec = h.Vector(t), h.Vector(i)
+        i_vec.play(clamp._ref_amp, t_vec, 1)
+        return clamp, t_vec, i_vec
+
+    def add_probes(self, sites: Sequence[str]) -> None:
+        """Also record the voltage at each site ("soma", "nexus" or a segment such as "apic[36](0.5)") every
+        0.125 ms in every later run; read them with :meth:`probe_traces`."""
+        h = _h()
+        for site in sites:
+            self._vectors[f"probe:{site}"] = _recording(h, self._site_segment(site)._ref_v, HIRES_DT_MS)
+
+    def probe_traces(self, duration_ms: int) -> dict[str, np.ndarray]:
+        """site → float32 [8·duration_ms] voltage (mV) at t = 0, 0.125, ... ms of the last run, for every site
+        added with :meth:`add_probes`."""
+        n = int(duration_ms) * int(round(LOWRES_DT_MS / HIRES_DT_MS))
+        return {key.split(":", 1)[1]: vec.as_numpy()[:n].astype(np.float32)
+                for key, vec in self._vectors.items() if key.startswith("probe:")}
 
     def _collect(self, duration_ms: int) -> SimResult:
         per_ms = int(round(LOWRES_DT_MS / HIRES_DT_MS))
