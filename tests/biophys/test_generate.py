@@ -287,3 +287,10 @@ def test_resume_after_killed_run(tmp_path):
     assert len(list(shards.glob("sims-*"))) == 6
     assert store_problems(out) == []
     assert dataset.open_dataset(out)["seed"].values.tolist() == list(range(12))
+
+
+def test_dataset_default_integration_step():
+    """Datasets default to the fastest step that benchmarks/sim_speed.py found accurate; configs can override."""
+    assert GenerateConfig().sim.dt_ms == generate.DATASET_SIM_DEFAULTS["dt_ms"] == 0.0625
+    assert GenerateConfig.from_dict({}).sim.dt_ms == 0.0625
+    assert GenerateConfig.from_dict({"sim": {"dt_ms": 0.025}}).sim.dt_ms == 0.025
