@@ -7,18 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from fakes import fake_store
 from surrogate.__main__ import build_parser, main
 from surrogate.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,6 @@ from surrogate import data
 from surrogate.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
 def test_soma_target_known_values_and_inverse():
     v = np.array([-80.0, -67.7, -60.0, -55.0, -40.0, 20.0])
     expected = np.array([-1.23, 0.0, 0.77, 1.27, 1.27, 1.27])  # (min(v, -55) + 67.7) * 0.1 by hand
