@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 
 import torch
 
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
+from biophys.atomic import write_text_atomic
 
 EXIT_USAGE = 2
 
@@ -84,12 +83,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise AnalysisError(f"cannot write {out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(out, text)
     print(f"wrote {out}")
 
 

@@ -6,8 +6,6 @@ path. Models are coloured consistently by their order in the dicts passed in; th
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -20,6 +18,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from biophys.atomic import replace_atomically
 
 EXC_COLOR = "#c0392b"
 INH_COLOR = "#2166ac"
@@ -52,13 +51,10 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     """Write the figure to a temporary sibling and rename it into place, so a PNG is complete or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 

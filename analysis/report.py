@@ -7,30 +7,20 @@ file is then written to a temporary sibling and renamed into place.
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from analysis import learned, metrics, plots
 from analysis.evaluate import AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store
+from biophys.atomic import write_text_atomic
 from biophys.dataset import NeuronIOStore
 from biophys.provenance import git_commit
 from surrogate.data import NeuronIOArrays
 
 FIGURES_DIR = "figures"
 TRACE_MS = 2000  # longest stretch of one simulation shown in the voltage-trace figure
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _unique_names(evaluations: list[Evaluation]) -> list[str]:
@@ -257,7 +247,7 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
         "git_commit": commit,
         "runs": results,
     }
-    _write_atomically(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
     report = out_dir / "report.md"
-    _write_atomically(report, _markdown(names, results, figures, notes, out_dir, store, valid, burn_in_ms, commit))
+    write_text_atomic(report, _markdown(names, results, figures, notes, out_dir, store, valid, burn_in_ms, commit))
     return report

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from biophys import dataset
+from biophys.atomic import write_text_atomic
 from biophys.inputs import InputConfig, draw_inputs, n_bins
 from biophys.inspect_store import data_problems, planned_sims_problems
 from biophys.provenance import provenance
@@ -286,9 +287,7 @@ def _prepare_shards(cfg: GenerateConfig, out: Path) -> Path:
         raise GenerateError(f"{shards} holds shards but no {_CONFIG_FILE}, so their config is unknown; "
                             f"remove {shards} to start fresh")
     shards.mkdir(parents=True, exist_ok=True)
-    tmp = shards / f".{_CONFIG_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, record)
+    write_text_atomic(record, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return shards
 
 

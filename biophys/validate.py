@@ -16,14 +16,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from biophys.atomic import write_text_atomic
 from biophys.morphology import Morphology, nseg_for_length, section_start_distances, segment_name
 from biophys.simulator import HIRES_DT_MS
 
@@ -486,15 +485,7 @@ def _validate_command(args: argparse.Namespace) -> int:
 
 def write_json(data: dict, path: Path) -> None:
     """Write ``data`` as JSON atomically (temporary file in the same directory, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=_json_default)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value):

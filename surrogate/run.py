@@ -14,14 +14,13 @@ Every file is written to a temporary sibling and renamed into place, so each is 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from biophys.atomic import replace_atomically
 from surrogate.models import build_model
 
 CONFIG_FILE = "config.json"
@@ -36,32 +35,16 @@ class RunError(ValueError):
     """A run directory is missing, incomplete, or inconsistent."""
 
 
-def _temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def _replace_atomically(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename onto ``path``; remove the temporary file on failure."""
-    path = Path(path)
-    tmp = _temp_sibling(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_json(path: str | Path, obj) -> None:
     """Write ``obj`` as indented JSON, atomically (non-finite floats are written as NaN/Infinity)."""
     def write(tmp: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    _replace_atomically(Path(path), write)
+    replace_atomically(Path(path), write)
 
 
 def save_torch(path: str | Path, obj) -> None:
     """``torch.save`` atomically."""
-    _replace_atomically(Path(path), lambda tmp: torch.save(obj, tmp))
+    replace_atomically(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
@@ -85,7 +68,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     axes[3].set(ylabel="learning rate (end of epoch)")
     for ax in axes:
         ax.set_xlabel("epoch")
-    _replace_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    replace_atomically(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 
