@@ -186,7 +186,8 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store:
         "macs_method": macs_method,
         "speed": speed,
         "compatibility": compatibility,
-        "epochs_trained": len(run.history),
+        # history gets two records for an epoch cut by the wall budget and resumed; the trainer counts exactly
+        "epochs_trained": run.metrics.get("epochs_completed", len(run.history)),
     }
     return Evaluation(run=run, metrics=json_safe(result), predictions=pred)
 
