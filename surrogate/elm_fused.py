@@ -36,7 +36,32 @@ FILTER_CHUNK = 64  # steps per block of the trace filter: one [L, L] matmul per 
 
 
 def exp_filter(u: Tensor, kappa: float, chunk: int = FILTER_CHUNK) -> Tensor:
-    """y_t = κ y_{t-1} + u_t with y_{-1} = 0, along dim 1 of u [B, T, C] (differentiable torch ops).
+    """y_t = κ y_{t-1} + u_t with y_{-1} = 0, along dim 1 of u [B, T, C], differentiable.
+
+    With the C++ backend a sequential kernel (one pass over u, forward and backward); otherwise blocked torch
+    ops (`exp_filter_blocked`), which suit GPUs.
+    """
+    if _use_cpp(u.device) and u.dtype in (torch.float32, torch.float64):
+        return ExpFilter.apply(u.contiguous(), float(kappa))
+    return exp_filter_blocked(u, kappa, chunk)
+
+
+class ExpFilter(torch.autograd.Function):
+    """`exp_filter` through the C++ kernel; the backward is the same filter run backwards in time."""
+
+    @staticmethod
+    def forward(ctx, u, kappa):
+        ctx.kappa = kappa
+        return _cpp_module().exp_filter(u, kappa, False)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        return _cpp_module().exp_filter(grad_output.contiguous(), ctx.kappa, True), None
+
+
+def exp_filter_blocked(u: Tensor, kappa: float, chunk: int = FILTER_CHUNK) -> Tensor:
+    """`exp_filter` in plain differentiable torch ops, without a Python loop over time.
 
     Blocks of `chunk` steps are filtered by a lower-triangular Toeplitz matrix of powers of κ; the block end
     states are then propagated across blocks the same way, so there is no Python loop over time.
@@ -232,7 +257,11 @@ BACKEND = os.environ.get("NEURONCOMPUTE_ELM_BACKEND", "auto")
 _CPP_SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -369,7 +398,20 @@ std::vector<const T*> const_ptrs(const std::vector<torch::Tensor>& ts, const tor
 }  // namespace
 
 // Input spike counts are sparse (a few % of bins at most), so the input projection scans x once into CSR
-// form and multiplies only the non-zeros; the backward reuses the CSR arrays.
+// form and multiplies only the non-zeros; the backward reuses the CSR arrays. The scan is one pass over x
+// (rows split into parts, each collecting its non-zeros, then stitched) and skips all-zero blocks of 16 with
+// an integer OR of their bit patterns, so it runs at memory speed.
+template <typename T> inline bool block_is_zero(const T* p) {
+  using U = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+  U acc = 0;
+  for (int k = 0; k < 16; ++k) {
+    U u;
+    std::memcpy(&u, p + k, sizeof(T));
+    acc |= u << 1;  // drop the sign bit: -0.0 is a zero
+  }
+  return acc == 0;
+}
+
 std::vector<torch::Tensor> dense_to_csr(torch::Tensor x) {
   check(x, x, "x");
   TORCH_CHECK(x.dim() == 2, "x must be 2-D");
@@ -379,33 +421,80 @@ std::vector<torch::Tensor> dense_to_csr(torch::Tensor x) {
   torch::Tensor col, val;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dense_to_csr", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    at::parallel_for(0, N, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const scalar_t* row = xp + r * C;
-        int64_t n = 0;
-        for (int64_t c = 0; c < C; ++c) n += row[c] != scalar_t(0);
-        rp[r + 1] = n;
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(N, 4 * at::get_num_threads()));
+    std::vector<std::vector<int64_t>> cols(parts);
+    std::vector<std::vector<scalar_t>> vals(parts);
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t part = p0; part < p1; ++part) {
+        auto& cv = cols[part];
+        auto& vv = vals[part];
+        for (int64_t r = N * part / parts; r < N * (part + 1) / parts; ++r) {
+          const scalar_t* row = xp + r * C;
+          int64_t c = 0;
+          for (; c + 16 <= C; c += 16) {
+            if (block_is_zero(row + c)) continue;
+            for (int64_t k = c; k < c + 16; ++k) {
+              if (row[k] != scalar_t(0)) {
+                cv.push_back(k);
+                vv.push_back(row[k]);
+              }
+            }
+          }
+          for (; c < C; ++c) {
+            if (row[c] != scalar_t(0)) {
+              cv.push_back(c);
+              vv.push_back(row[c]);
+            }
+          }
+          rp[r + 1] = static_cast<int64_t>(cv.size());  // within the part; offset below
+        }
       }
     });
-    for (int64_t r = 0; r < N; ++r) rp[r + 1] += rp[r];
-    col = torch::empty({rp[N]}, x.options().dtype(torch::kLong));
-    val = torch::empty({rp[N]}, x.options());
+    std::vector<int64_t> offset(parts + 1, 0);
+    for (int64_t part = 0; part < parts; ++part) offset[part + 1] = offset[part] + cols[part].size();
+    col = torch::empty({offset[parts]}, x.options().dtype(torch::kLong));
+    val = torch::empty({offset[parts]}, x.options());
     int64_t* cp = col.data_ptr<int64_t>();
     scalar_t* vp = val.data_ptr<scalar_t>();
-    at::parallel_for(0, N, 64, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const scalar_t* row = xp + r * C;
-        int64_t k = rp[r];
-        for (int64_t c = 0; c < C; ++c) {
-          if (row[c] != scalar_t(0)) {
-            cp[k] = c;
-            vp[k++] = row[c];
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t part = p0; part < p1; ++part) {
+        for (int64_t r = N * part / parts; r < N * (part + 1) / parts; ++r) rp[r + 1] += offset[part];
+        std::copy(cols[part].begin(), cols[part].end(), cp + offset[part]);
+        std::copy(vals[part].begin(), vals[part].end(), vp + offset[part]);
+      }
+    });
+  });
+  return {row_ptr, col, val};
+}
+
+// y_t = κ y_{t-1} + u_t along dim 1 of u [B, T, C] (reverse = false), or the adjoint g_t = u_t + κ g_{t+1}
+// (reverse = true, the filter's backward). Sequential in t, parallel over B.
+torch::Tensor exp_filter(torch::Tensor u, double kappa, bool reverse) {
+  check(u, u, "u");
+  TORCH_CHECK(u.dim() == 3, "u must be 3-D");
+  const int64_t B = u.size(0), S = u.size(1), C = u.size(2);
+  auto y = torch::empty_like(u);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "exp_filter", [&] {
+    const scalar_t* up = u.data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    const scalar_t k = static_cast<scalar_t>(kappa);
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t i = 0; i < S; ++i) {
+          const int64_t t = reverse ? S - 1 - i : i;
+          const scalar_t* ut = up + (b * S + t) * C;
+          scalar_t* yt = yp + (b * S + t) * C;
+          if (i == 0) {
+            for (int64_t c = 0; c < C; ++c) yt[c] = ut[c];
+          } else {
+            const scalar_t* prev = yp + (b * S + (reverse ? t + 1 : t - 1)) * C;
+            for (int64_t c = 0; c < C; ++c) yt[c] = k * prev[c] + ut[c];
           }
         }
       }
     });
   });
-  return {row_ptr, col, val};
+  return y;
 }
 
 torch::Tensor csr_matmul(torch::Tensor row_ptr, torch::Tensor col, torch::Tensor val, torch::Tensor w) {
@@ -527,7 +616,8 @@ def _cpp_module():
         module = load_inline(
             name=name,
             cpp_sources=[_CPP_SOURCE],
-            functions=["recurrence_forward", "recurrence_backward", "dense_to_csr", "csr_matmul", "csr_t_matmul"],
+            functions=["recurrence_forward", "recurrence_backward", "dense_to_csr", "csr_matmul", "csr_t_matmul",
+                       "exp_filter"],
             extra_cflags=["-O3"],
             build_directory=str(build_dir),
         )
