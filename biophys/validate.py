@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from biophys.atomic import write_text_atomic
+from biophys.configkeys import field_names, refuse_unknown_keys
 from biophys.morphology import Morphology, nseg_for_length, section_start_distances, segment_name
 from biophys.simulator import HIRES_DT_MS
 
@@ -129,10 +130,7 @@ class ValidationConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ValidationConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ValidationConfig: unknown keys {unknown}")
+        refuse_unknown_keys(data, field_names(cls), "ValidationConfig")
         return cls(**data)
 
 

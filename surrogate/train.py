@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from biophys.configkeys import field_names, refuse_unknown_keys
 from biophys.dataset import NeuronIOStore, StoreError
 from biophys.provenance import provenance
 from surrogate import run as rundir
@@ -77,10 +78,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         """Build from a dict of field values; unknown keys raise ConfigError naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+        refuse_unknown_keys(values, field_names(cls), "the training config", ConfigError)
         return cls(**values)
 
     def check(self) -> None:

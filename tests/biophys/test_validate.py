@@ -119,7 +119,7 @@ def test_validation_config_errors():
         ValidationConfig(rin_step_nA=0.05)
     with pytest.raises(ValueError, match="published_steps_nA"):
         ValidationConfig(published_steps_nA=(0.5, 0.8, 2.0))
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\)"):
         ValidationConfig.from_dict({"step_amp": 1.0})
     assert ValidationConfig.from_dict(json.loads(json.dumps(ValidationConfig.quick().__dict__))) == \
         ValidationConfig.quick()

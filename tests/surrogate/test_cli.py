@@ -119,4 +119,4 @@ def test_unknown_config_key_in_a_fresh_process(stores, tmp_path):
     bad.write_text('{"epoch": 3}')
     result = run_cli(*tiny_args(stores, tmp_path / "run", "--config", str(bad)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown training config keys ['epoch']" in result.stderr
+    assert "unknown key(s) ['epoch'] in the training config" in result.stderr
