@@ -33,14 +33,19 @@ from biophys.validate import compare_traces
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_PICKLE = REPO.parent / "shared" / "data" / "reference_traces" / "original_l5pc_neuronio_seed77.p"
 BASELINE = SimConfig(dt_ms=0.025, method="fixed", secondorder=0)
-#: Candidates, cheapest last. Fixed steps must divide the simulator's 0.125 ms recording grid (so 0.05 and
-#: 0.1 ms are not possible; 0.0625 and 0.125 ms take their place).
+#: Candidates, cheapest last. Fixed steps are 1/n ms (the simulator's rule: 1 ms bins fall on steps).
 CANDIDATES = {
     "cvode_atol1e-3": SimConfig(method="cvode", cvode_atol=1e-3),
     "cvode_atol1e-2": SimConfig(method="cvode", cvode_atol=1e-2),
     "fixed_dt0.025_cn": SimConfig(dt_ms=0.025, secondorder=2),
+    "fixed_dt0.05_be": SimConfig(dt_ms=0.05, secondorder=0),
+    "fixed_dt0.05_cn": SimConfig(dt_ms=0.05, secondorder=2),
     "fixed_dt0.0625_be": SimConfig(dt_ms=0.0625, secondorder=0),
     "fixed_dt0.0625_cn": SimConfig(dt_ms=0.0625, secondorder=2),
+    "fixed_dt0.0833_be": SimConfig(dt_ms=1 / 12, secondorder=0),
+    "fixed_dt0.0833_cn": SimConfig(dt_ms=1 / 12, secondorder=2),
+    "fixed_dt0.1_be": SimConfig(dt_ms=0.1, secondorder=0),
+    "fixed_dt0.1_cn": SimConfig(dt_ms=0.1, secondorder=2),
     "fixed_dt0.125_be": SimConfig(dt_ms=0.125, secondorder=0),
     "fixed_dt0.125_cn": SimConfig(dt_ms=0.125, secondorder=2),
 }

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from biophys import l5pc, morphology, synapses
+from biophys.configkeys import field_names, refuse_unknown_keys
 from biophys.morphology import Morphology, MorphologyError, SectionGeometry
 
 HIRES_DT_MS = 0.125  # 8 kHz: the grid on which output spikes are detected
@@ -75,7 +76,9 @@ class SimConfig:
     """How to integrate. JSON keys == field names.
 
     Attributes:
-        dt_ms: fixed time step (ms); with "fixed" it must divide the 0.125 ms recording grid.
+        dt_ms: fixed time step (ms); with "fixed" it must be 1/n ms for a whole n (0.025, 0.05, 0.0625, 0.1, ...),
+            so that the dataset's 1 ms bins fall on steps; the 0.125 ms somatic grid is interpolated linearly
+            between steps.
         method: "fixed" (backward Euler / Crank–Nicolson) or "cvode" (variable step).
         secondorder: NEURON's ``secondorder`` (0 = backward Euler, 2 = Crank–Nicolson) for "fixed".
         celsius_degC: temperature; enters only the Nernst calcium reversal (channel rates use a fixed qt).
@@ -101,9 +104,10 @@ class SimConfig:
             raise ValueError(f"SimConfig.secondorder must be 0, 1 or 2, got {self.secondorder}")
         if self.dt_ms <= 0 or self.cvode_atol <= 0:
             raise ValueError("SimConfig.dt_ms and cvode_atol must be > 0")
-        steps = HIRES_DT_MS / self.dt_ms
+        steps = LOWRES_DT_MS / self.dt_ms
         if self.method == "fixed" and abs(steps - round(steps)) > 1e-9:
-            raise ValueError(f"SimConfig.dt_ms = {self.dt_ms} must divide the {HIRES_DT_MS} ms recording grid")
+            raise ValueError(f"SimConfig.dt_ms = {self.dt_ms} must be 1/n ms for a whole number n (e.g. 0.025, "
+                             f"0.05, 0.0625, 0.1), so that the {LOWRES_DT_MS:g} ms dataset bins fall on time steps")
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimConfig":
@@ -303,6 +307,7 @@ class CellSimulator:
         self._netcons: list = []
         self._vectors: dict[str, object] = {}
         self._dend_vectors: list = []
+        self._step_vectors: dict[str, object] = {}
         _open_simulator = self
         try:
             self._build(h)
@@ -328,6 +333,7 @@ class CellSimulator:
         self._point_processes.clear()
         self._vectors.clear()
         self._dend_vectors.clear()
+        self._step_vectors.clear()
         for sec in reversed(list(self._sections.values())):
             h.delete_section(sec=sec)
         self._sections.clear()
@@ -407,7 +413,12 @@ class CellSimulator:
 
     def _make_recordings(self, h) -> None:
         soma = self._sections[self.morphology.region("soma")[0].name](0.5)
+        # Two recordings of the soma: on the 0.125 ms grid (exact under CVode, which interpolates to it) and at
+        # every step (fixed steps; NEURON's gridded recording picks a nearby step's value when the step does not
+        # divide the grid, so the grid is interpolated from the steps instead).
         self._vectors["soma"] = _recording(h, soma._ref_v, HIRES_DT_MS)
+        self._step_vectors["t"] = _recording(h, h._ref_t, None)
+        self._step_vectors["soma"] = _recording(h, soma._ref_v, None)
         if self.morphology.nexus is not None:
             section, x = self.morphology.nexus
             self._vectors["nexus"] = _recording(h, self._sections[section](x)._ref_v, LOWRES_DT_MS)
@@ -516,28 +527,42 @@ class CellSimulator:
         0.125 ms in every later run; read them with :meth:`probe_traces`."""
         h = _h()
         for site in sites:
-            self._vectors[f"probe:{site}"] = _recording(h, self._site_segment(site)._ref_v, HIRES_DT_MS)
+            ref = self._site_segment(site)._ref_v
+            self._vectors[f"probe:{site}"] = _recording(h, ref, HIRES_DT_MS)
+            self._step_vectors[f"probe:{site}"] = _recording(h, ref, None)
 
     def probe_traces(self, duration_ms: int) -> dict[str, np.ndarray]:
         """site → float32 [8·duration_ms] voltage (mV) at t = 0, 0.125, ... ms of the last run, for every site
         added with :meth:`add_probes`."""
-        n = int(duration_ms) * int(round(LOWRES_DT_MS / HIRES_DT_MS))
-        return {key.split(":", 1)[1]: vec.as_numpy()[:n].astype(np.float32)
-                for key, vec in self._vectors.items() if key.startswith("probe:")}
+        return {key.split(":", 1)[1]: self._hires(key, int(duration_ms))
+                for key in self._vectors if key.startswith("probe:")}
+
+    def _hires(self, key: str, duration_ms: int) -> np.ndarray:
+        """float32 [8·duration_ms]: recording ``key`` at t = 0, 0.125, ..., duration_ms − 0.125 ms of the last
+        run (linear interpolation between fixed steps; CVode's own interpolation under CVode)."""
+        n = duration_ms * int(round(LOWRES_DT_MS / HIRES_DT_MS))
+        if self.sim.method == "cvode":
+            values = self._vectors[key].as_numpy()
+            if values.size < n:
+                raise SimulationError(f"recorded {values.size} samples of {key}, expected {n}")
+            return values[:n].astype(np.float32)
+        t = self._step_vectors["t"].as_numpy()
+        values = self._step_vectors[key].as_numpy()
+        if t.size < 2 or t[-1] < (n - 1) * HIRES_DT_MS - 1e-6:
+            raise SimulationError(f"the run of {key} stopped at t = {t[-1] if t.size else 0:g} ms, expected "
+                                  f"{duration_ms} ms")
+        return np.interp(np.arange(n) * HIRES_DT_MS, t, values).astype(np.float32)
 
     def _collect(self, duration_ms: int) -> SimResult:
         per_ms = int(round(LOWRES_DT_MS / HIRES_DT_MS))
-        soma_hi = self._vectors["soma"].as_numpy().astype(np.float32)
-        expected = duration_ms * per_ms
-        if soma_hi.size < expected:
-            raise SimulationError(f"recorded {soma_hi.size} somatic samples, expected {expected}")
-        soma_hi = soma_hi[:expected].copy()
+        soma_hi = self._hires("soma", duration_ms)
         nexus = None
         if "nexus" in self._vectors:
-            nexus = self._vectors["nexus"].as_numpy()[:duration_ms].astype(np.float32)
+            nexus = _first(self._vectors["nexus"], duration_ms, "nexus").astype(np.float32)
         dend = None
         if self._dend_vectors:
-            dend = np.stack([v.as_numpy()[:duration_ms] for v in self._dend_vectors], axis=1).astype(np.float16)
+            dend = np.stack([_first(v, duration_ms, "dendritic") for v in self._dend_vectors],
+                            axis=1).astype(np.float16)
         return SimResult(
             soma_mV=soma_hi[::per_ms].copy(),
             nexus_mV=nexus,
@@ -589,19 +614,28 @@ class CellSimulator:
         }
 
 
-def _recording(h, reference, interval_ms: float):
-    """A Vector that records ``reference`` every ``interval_ms`` from t = 0 (refilled by every finitialize)."""
+def _recording(h, reference, interval_ms: float | None):
+    """A Vector that records ``reference`` every ``interval_ms`` from t = 0, or at every time step when None
+    (refilled by every finitialize)."""
     vector = h.Vector()
-    vector.record(reference, interval_ms)
+    if interval_ms is None:
+        vector.record(reference)
+    else:
+        vector.record(reference, interval_ms)
     return vector
+
+
+def _first(vector, n: int, what: str) -> np.ndarray:
+    """The first ``n`` samples of a recording Vector, copied to NumPy (float64)."""
+    values = vector.as_numpy()
+    if values.size < n:
+        raise SimulationError(f"recorded {values.size} {what} samples, expected {n}")
+    return values[:n].copy()
 
 
 def _from_dict(cls, data: dict):
     """Build a config dataclass from its JSON dict, refusing unknown keys."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(known)}")
+    refuse_unknown_keys(data, field_names(cls), cls.__name__)
     return cls(**data)
 
 
