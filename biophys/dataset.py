@@ -32,7 +32,8 @@ Attributes
 
 Writers build an :class:`xarray.Dataset` with :func:`build_dataset` and write it with :func:`write_store`,
 which writes to a temporary name beside the target and renames, so a store is either complete or absent.
-Readers use :class:`NeuronIOStore`.
+:func:`concat_stores` merges shard stores into one store the same way, streaming them so that its memory does
+not grow with their number. Readers use :class:`NeuronIOStore`.
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
+import dask
+import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
+
+from biophys.atomic import temporary_sibling
 
 SCHEMA_VERSION = 1
 DT_MS = 1.0
@@ -200,13 +206,25 @@ def write_store(ds: xr.Dataset, path: str | Path, overwrite: bool = False) -> Pa
         StoreError: if ``path`` exists and ``overwrite`` is False, or ``ds`` violates the schema.
     """
     validate_dataset(ds)
-    path = Path(path)
+    return _replace_store(Path(path), lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
+                                                               encoding=_encoding(ds)), overwrite)
+
+
+def _replace_store(path: Path, write: Callable[[Path], object], overwrite: bool) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``.
+
+    Nothing appears at ``path`` until ``write`` has returned, and the temporary store never survives a failure
+    (a full disk included), so ``path`` holds either the complete new store or whatever it held before.
+
+    Raises:
+        StoreError: if ``path`` exists and ``overwrite`` is False.
+    """
     if path.exists() and not overwrite:
         raise StoreError(f"{path} already exists; choose another path or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_sibling(path)
     try:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+        write(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
@@ -279,33 +297,154 @@ def open_dataset(path: str | Path) -> xr.Dataset:
 
 
 def concat_stores(paths: Iterable[str | Path], out: str | Path, overwrite: bool = False) -> Path:
-    """Consolidate shard stores (same synapses, config and time axis) into one store, ordered by sim index."""
-    parts = [open_dataset(p) for p in paths]
-    if not parts:
+    """Consolidate shard stores (same synapses, config, variables and time axis) into one store, ordered by sim index.
+
+    Streams, so memory stays below about one shard whatever the number of shards: a first pass reads each shard's
+    metadata and simulation indices only; the output is then created at its final shape (metadata and
+    coordinates), each shard's time-resolved variables are copied into their ``sim`` rows chunk by chunk (memory:
+    the chunks dask's threads hold in flight), and the per-simulation variables (``seed``,
+    ``output_spike_times``) are gathered into blocks of one output chunk that are written once each (memory: the
+    blocks still being filled). ``spike`` is NaN-padded to the most spikes of any shard. The store equals what
+    :func:`write_store` makes of the concatenated dataset (variables, dtypes, chunks, attributes), with the
+    shards' ``timing`` provenance summed. It appears at ``out`` only when complete: a failure (a full disk, say)
+    leaves no partial store and the shards untouched.
+
+    Raises:
+        StoreError: no shards, ``out`` exists and ``overwrite`` is False, or the shards do not fit together.
+    """
+    paths = [Path(p) for p in paths]
+    out = Path(out)
+    if not paths:
         raise StoreError("no shards to consolidate")
-    first = parts[0]
-    for p, ds in zip(paths, parts):
-        if ds.attrs["config"] != first.attrs["config"]:
-            raise StoreError(f"shard {p} was made with a different config; refusing to mix")
-        if ds.sizes["time"] != first.sizes["time"] or ds.sizes["synapse"] != first.sizes["synapse"]:
-            raise StoreError(f"shard {p} has time × synapse {ds.sizes['time']} × {ds.sizes['synapse']}, "
-                             f"expected {first.sizes['time']} × {first.sizes['synapse']}")
-    # 'spike' has no coordinate to align on, so shards with different most-spikes counts are NaN-padded first.
-    n_spike = max(ds.sizes["spike"] for ds in parts)
-    parts = [ds.pad(spike=(0, n_spike - ds.sizes["spike"]), constant_values=np.nan) for ds in parts]
-    merged = xr.concat(parts, dim="sim", data_vars="all", coords="minimal", compat="override",
-                       join="outer", fill_value={"output_spike_times": np.nan})
-    merged = merged.sortby("sim")
-    merged.attrs = dict(first.attrs)
-    merged.attrs["provenance"] = json.dumps(_merge_timing([json.loads(ds.attrs["provenance"]) for ds in parts]),
-                                            sort_keys=True)
-    return write_store(merged.load(), out, overwrite=overwrite)
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out} already exists; choose another path or remove it first")
+    # Pass 1 holds no shard open beyond its own step: only indices, spike counts and timings accumulate.
+    first = open_dataset(paths[0])
+    sims, timings, n_spike = [], [], 1
+    for path in paths:
+        ds = open_dataset(path)
+        _check_fits(ds, first, path)
+        sims.append(ds["sim"].values)
+        n_spike = max(n_spike, ds.sizes["spike"])
+        timings.append(json.loads(ds.attrs["provenance"]).get("timing"))
+    order = np.sort(np.concatenate(sims))
+    template = _template(first, order, n_spike)
+    template.attrs["provenance"] = json.dumps(_merge_timing(json.loads(first.attrs["provenance"]), timings),
+                                              sort_keys=True)
+    validate_dataset(template)
+    encoding = _encoding(template)
+    per_sim = [name for name in template.data_vars if name not in encoding]
+    encoding |= {name: {"chunks": _auto_chunks(template[name].shape, template[name].dtype)} for name in per_sim}
+    time_resolved = [name for name in template.data_vars if name not in per_sim]
+    chunks_along = {"time": encoding[time_resolved[0]]["chunks"][1], "sim": 1}
+
+    def write(tmp: Path) -> None:
+        template.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
+        blocks = [_BlockWriter(tmp, template[name], encoding[name]["chunks"][0]) for name in per_sim]
+        # Shards in order of their first simulation: a block then waits for at most the shards it straddles.
+        for i in sorted(range(len(paths)), key=lambda i: sims[i].min(initial=np.iinfo(np.int64).max)):
+            ds = open_dataset(paths[i])
+            positions = np.searchsorted(order, ds["sim"].values)
+            if not len(positions):
+                continue
+            _write_rows(ds[time_resolved].chunk(chunks_along), positions, tmp)
+            for block in blocks:
+                block.add(positions, ds[block.name].values)
+
+    # The threaded scheduler bounds memory by its chunks in flight and keeps the copy in this process even when
+    # a dask.distributed client is the default (its workers may not see the temporary store).
+    with dask.config.set(scheduler="threads"):
+        return _replace_store(out, write, overwrite)
 
 
-def _merge_timing(provenances: list[dict]) -> dict:
-    """The first shard's provenance, with the per-shard ``timing`` seconds summed (CPU-seconds of all shards)."""
-    merged = dict(provenances[0])
-    timings = [p.get("timing") for p in provenances]
+def _check_fits(ds: xr.Dataset, first: xr.Dataset, path: Path) -> None:
+    """Raise :class:`StoreError` unless shard ``ds`` (at ``path``) can be consolidated with shard ``first``."""
+    if ds.attrs["config"] != first.attrs["config"]:
+        raise StoreError(f"shard {path} was made with a different config; refusing to mix")
+    if ds.sizes["time"] != first.sizes["time"] or ds.sizes["synapse"] != first.sizes["synapse"]:
+        raise StoreError(f"shard {path} has time × synapse {ds.sizes['time']} × {ds.sizes['synapse']}, "
+                         f"expected {first.sizes['time']} × {first.sizes['synapse']}")
+    variables = {name: (v.dims, v.dtype) for name, v in ds.data_vars.items()}
+    expected = {name: (v.dims, v.dtype) for name, v in first.data_vars.items()}
+    if variables != expected:
+        raise StoreError(f"shard {path} has variables {sorted(variables)} (dims, dtypes), expected those of the "
+                         f"first shard {sorted(expected)}")
+
+
+def _template(first: xr.Dataset, sims: np.ndarray, n_spike: int) -> xr.Dataset:
+    """The consolidated dataset's shape, coordinates and attributes, with lazy (never computed) data variables.
+
+    Args:
+        first: one opened shard (coordinates other than ``sim``, variables and attributes are taken from it).
+        sims: int64 [n_sim] sorted simulation indices of all shards.
+        n_spike: the most output spikes of any shard.
+    """
+    sizes = {**first.sizes, "sim": len(sims), "spike": n_spike}
+    coords = {name: (c.dims, c.values, c.attrs) for name, c in first.coords.items() if "sim" not in c.dims}
+    coords["sim"] = ("sim", sims)
+    data_vars = {name: (v.dims, dask.array.empty(tuple(sizes[d] for d in v.dims), dtype=v.dtype, chunks=-1), v.attrs)
+                 for name, v in first.data_vars.items()}
+    return xr.Dataset(data_vars, coords=coords, attrs=dict(first.attrs))
+
+
+def _auto_chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """The chunks zarr picks itself for ``shape`` and ``dtype``, as :func:`write_store` gets for variables that
+    :func:`_encoding` leaves alone (asked of an in-memory array, which holds metadata only)."""
+    return zarr.create_array(zarr.storage.MemoryStore(), shape=shape, dtype=dtype).chunks
+
+
+def _write_rows(ds: xr.Dataset, positions: np.ndarray, store: Path) -> None:
+    """Write the variables ``ds`` into rows ``positions`` (one per simulation of ``ds``) of ``store``'s ``sim``
+    axis, one region per run of rows that land on consecutive output rows: a shard in sim order is one run,
+    read by slicing, which keeps its chunks (sorting by fancy indexing would merge a shard into one dask chunk)."""
+    ds = ds.drop_vars(list(ds.coords))
+    for run in np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1):
+        region = {"sim": slice(int(positions[run[0]]), int(positions[run[-1]]) + 1)}
+        ds.isel(sim=slice(int(run[0]), int(run[-1]) + 1)).to_zarr(store, region=region, zarr_format=3,
+                                                                  consolidated=False)
+
+
+class _BlockWriter:
+    """Writes one per-simulation variable in blocks of ``block`` simulations (its chunk along ``sim``).
+
+    A block is written once, when all its simulations have arrived, so no chunk is read back and rewritten, and
+    only blocks still being filled are held in memory. Rows are NaN-padded (zero for non-float variables) where a
+    shard's trailing dimensions (``spike``) are shorter than the output's.
+    """
+
+    def __init__(self, store: Path, var: xr.DataArray, block: int):
+        self.store, self.name, self.dims, self.shape, self.dtype = store, var.name, var.dims, var.shape, var.dtype
+        self.block = block
+        self.fill = np.nan if var.dtype.kind == "f" else 0
+        self.pending: dict[int, tuple[np.ndarray, int]] = {}
+
+    def add(self, positions: np.ndarray, values: np.ndarray) -> None:
+        """Take the rows ``values`` [len(positions), ...] of output rows ``positions``; write completed blocks."""
+        for b in np.unique(positions // self.block):
+            start, stop = b * self.block, min((b + 1) * self.block, self.shape[0])
+            if b in self.pending:
+                rows, filled = self.pending.pop(b)
+            else:
+                rows, filled = np.full((stop - start, *self.shape[1:]), self.fill, dtype=self.dtype), 0
+            mine = (positions >= start) & (positions < stop)
+            rows[(positions[mine] - start, *(slice(0, n) for n in values.shape[1:]))] = values[mine]
+            filled += int(mine.sum())
+            if filled < stop - start:
+                self.pending[b] = (rows, filled)
+            else:
+                xr.Dataset({self.name: (self.dims, rows)}).to_zarr(
+                    self.store, region={"sim": slice(int(start), int(stop))}, zarr_format=3, consolidated=False)
+
+
+def _merge_timing(first: dict, timings: list) -> dict:
+    """``first`` (the first shard's provenance) with the shards' ``timing`` seconds summed (CPU-seconds of all shards).
+
+    Args:
+        first: the first shard's provenance.
+        timings: every shard's ``timing`` dict of seconds, None where a shard has none (then nothing is summed and
+            ``first``'s timing is kept as it is).
+    """
+    merged = dict(first)
     if all(isinstance(t, dict) for t in timings):
         merged["timing"] = {key: float(sum(t.get(key, 0.0) for t in timings)) for key in timings[0]}
     return merged
