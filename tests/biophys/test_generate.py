@@ -291,6 +291,8 @@ def test_resume_after_killed_run(tmp_path):
 
 def test_dataset_default_integration_step():
     """Datasets default to the fastest step that benchmarks/sim_speed.py found accurate; configs can override."""
-    assert GenerateConfig().sim.dt_ms == generate.DATASET_SIM_DEFAULTS["dt_ms"] == 0.0625
-    assert GenerateConfig.from_dict({}).sim.dt_ms == 0.0625
-    assert GenerateConfig.from_dict({"sim": {"dt_ms": 0.025}}).sim.dt_ms == 0.025
+    assert GenerateConfig().sim.dt_ms == generate.DATASET_SIM_DEFAULTS["dt_ms"] == 1 / 12
+    assert GenerateConfig().sim.secondorder == 2
+    assert GenerateConfig.from_dict({}).sim == GenerateConfig().sim
+    overridden = GenerateConfig.from_dict({"sim": {"dt_ms": 0.025, "secondorder": 0}}).sim
+    assert (overridden.dt_ms, overridden.secondorder) == (0.025, 0)
