@@ -5,8 +5,11 @@ becomes one shard store ``<out>.shards/sims-<start>-<stop>.zarr``, written atomi
 simulated it; ``<out>.shards/config.json`` records the config the shards were made with. When every shard
 exists, they are consolidated into ``<out>`` and (unless kept) removed.
 
-Resume: running the same command again keeps every shard that opens, decodes and holds exactly its planned
-simulations, redoes the others, and refuses a shard directory or store made with a different config.
+Resume: running the same command again keeps every shard that opens, holds exactly its planned simulations and
+still has every file with the size it was written with (``<out>.shards/manifests/<shard>.json``, recorded when the
+shard was finished; no data are decoded), redoes the others, and refuses a shard directory or store made with a
+different config. The shards stay the source of truth until the consolidated store exists: a failure, a full
+disk included, leaves the finished shards in place for the next run.
 
 Determinism: simulation ``k`` draws its input from ``numpy.random.SeedSequence((base_seed, k))`` and the
 simulator is deterministic, so the data do not depend on the worker count, the task order or the backend.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
 import json
 import os
@@ -52,6 +56,7 @@ DEFAULT_SIMULATOR = "biophys.simulator:CellSimulator"
 BACKENDS = ("local", "dask")
 _PROGRESS_TOPIC = "neuroncompute-generate-progress"
 _CONFIG_FILE = "config.json"
+_MANIFESTS = "manifests"
 #: Integration settings of generated datasets where the config gives none. benchmarks/sim_speed.py on cell1.asc
 #: under NeuronIO input (12 seeds × 1.5 s): Crank–Nicolson at dt = 1/12 ms is the fastest setting within 0.5 mV
 #: somatic RMSE, ≥ 95 % of the dt 0.025 ms backward-Euler baseline's spikes matched (±2 ms) and ≤ 5 % spurious
@@ -239,8 +244,51 @@ def shard_dir(out: str | Path) -> Path:
     return out.with_name(out.name + ".shards")
 
 
+def manifest_path(shard: str | Path) -> Path:
+    """``<shards>/manifests/<shard name>.json``: where the file manifest of the shard store ``shard`` is kept."""
+    shard = Path(shard)
+    return shard.parent / _MANIFESTS / f"{shard.name}.json"
+
+
+def write_manifest(shard: str | Path) -> Path:
+    """Record the size in bytes of every file of the finished shard store ``shard``.
+
+    Written after the store has been renamed into place, so a manifest only ever describes a complete shard.
+    """
+    shard = Path(shard)
+    files = {p.relative_to(shard).as_posix(): p.stat().st_size for p in sorted(shard.rglob("*")) if p.is_file()}
+    path = manifest_path(shard)
+    path.parent.mkdir(exist_ok=True)
+    return write_text_atomic(path, json.dumps({"files": files}, indent=0, sort_keys=True) + "\n")
+
+
+def manifest_problems(shard: Path) -> list[str] | None:
+    """Files of ``shard`` that are missing or differ in size from its manifest; None if it has no readable one."""
+    try:
+        files = json.loads(manifest_path(shard).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    problems = []
+    for name, size in files.items():
+        try:
+            actual = (shard / name).stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{name} is missing")
+            continue
+        if actual != size:
+            problems.append(f"{name} has {actual} bytes, {size} when written")
+    return problems
+
+
 def shard_problems(path: Path, task: Task, config: dict) -> list[str]:
-    """Why the shard at ``path`` cannot be kept for ``task`` of a run with ``config`` (empty: keep it)."""
+    """Why the shard at ``path`` cannot be kept for ``task`` of a run with ``config`` (empty: keep it).
+
+    Reads metadata, coordinates and seeds only: the shard must open, carry ``config``, span ``duration_ms`` bins,
+    hold exactly the task's simulations, and have every file its manifest lists (see :func:`write_manifest`) at
+    the size it was written with, which catches missing, truncated and half-written chunks without decoding them.
+    A shard without a manifest (made before manifests were kept, or by a run killed between renaming the shard
+    and writing its manifest) is decoded in full instead, as ``python -m biophys inspect`` does.
+    """
     try:
         ds = dataset.open_dataset(path)
     except dataset.StoreError as exc:
@@ -249,7 +297,16 @@ def shard_problems(path: Path, task: Task, config: dict) -> list[str]:
         return ["made with a different config"]
     if ds.sizes["time"] != config["duration_ms"]:
         return [f"{ds.sizes['time']} time bins, expected {config['duration_ms']}"]
-    return planned_sims_problems(ds, task.sims) or data_problems(ds)
+    problems = planned_sims_problems(ds, task.sims)
+    if problems:
+        return problems
+    files = manifest_problems(path)
+    if files is None:
+        return data_problems(ds)
+    if files:
+        return [f"{len(files)} file(s) changed since the shard was written: " + "; ".join(files[:3])
+                + ("; …" if len(files) > 3 else "")]
+    return []
 
 
 def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -294,9 +351,20 @@ def _prepare_shards(cfg: GenerateConfig, out: Path) -> Path:
 
 
 def _remove_stale_temporaries(shards: Path) -> None:
-    """Delete half-written shards left by a killed run (write_store's ``.<name>.tmp-*`` / ``.old-*``)."""
-    for p in shards.iterdir():
+    """Delete half-written shards and manifests left by a killed run (``.<name>.tmp-*`` / ``.old-*``)."""
+    for p in [*shards.iterdir(), *(shards / _MANIFESTS).glob(".sims-*")]:
         if p.name.startswith(".sims-") and (".tmp-" in p.name or ".old-" in p.name):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _remove_stale_consolidation(out: Path) -> None:
+    """Delete the temporary store a consolidation killed mid-write left beside ``out`` (``.<out>.tmp-*``): it can
+    be as large as the dataset, and a consolidation is about to write a new one."""
+    for p in out.parent.iterdir():
+        if p.name.startswith(f".{out.name}.tmp-"):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -394,6 +462,7 @@ def simulate_task(simulator, job: Job, on_sim: Callable[[int], None] = lambda k:
         sim_index=job.task.sims,
     )
     dataset.write_store(ds, job.shard, overwrite=True)
+    write_manifest(job.shard)
     return TaskResult(job.task, tuple(len(s) for s in spikes), time.perf_counter() - start_wall, input_s)
 
 
@@ -511,8 +580,24 @@ def _task_result(get: Callable[[], TaskResult], job: Job) -> TaskResult:
     try:
         return get()
     except Exception as exc:
-        raise GenerateError(f"simulations {job.task.start}..{job.task.stop - 1} failed: {type(exc).__name__}: "
-                            f"{str(exc).rstrip('.')}. Finished shards are kept; re-run the same command to resume.") from exc
+        sims = f"simulations {job.task.start}..{job.task.stop - 1}"
+        if isinstance(exc, OSError) and _disk_full(exc):
+            message = (f"{sims} failed: the disk is full ({_one_line(exc)}) while writing shard {job.shard}. "
+                       "Finished shards are kept; free disk space and re-run the same command to resume.")
+        else:
+            message = (f"{sims} failed: {type(exc).__name__}: {_one_line(exc).rstrip('.')}. Finished shards are "
+                       "kept; re-run the same command to resume.")
+        raise GenerateError(message) from exc
+
+
+def _disk_full(exc: OSError) -> bool:
+    """True for "no space left on device" and "disk quota exceeded"."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (error messages of generate are one line each)."""
+    return " ".join(str(exc).split())
 
 
 @dataclass(frozen=True)
@@ -566,8 +651,8 @@ def generate(cfg: GenerateConfig, out: str | Path, execution: Execution = Execut
         simulator: "module:attribute" of the simulator class each worker builds from (CellConfig, SimConfig).
         log: where progress messages go.
     Raises:
-        GenerateError: ``out`` or its shard directory was made with a different config, or a task failed
-            (finished shards are kept).
+        GenerateError: ``out`` or its shard directory was made with a different config, or a task or the
+            consolidation failed, a full disk included (finished shards are kept).
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -596,6 +681,8 @@ def generate(cfg: GenerateConfig, out: str | Path, execution: Execution = Execut
                 continue
             log(f"redoing {path.name}: {problems[0]}")
             shutil.rmtree(path)
+        # A manifest left without its shard would otherwise describe the shard written next.
+        manifest_path(path).unlink(missing_ok=True)
         todo.append(task)
     if kept:
         log(f"resuming: keeping {kept} finished shard(s) of {len(tasks)} in {shards}")
@@ -612,7 +699,15 @@ def generate(cfg: GenerateConfig, out: str | Path, execution: Execution = Execut
         finally:
             progress.close()
 
-    dataset.concat_stores([shards / t.shard_name for t in tasks], out)
+    _remove_stale_consolidation(out)
+    try:
+        dataset.concat_stores([shards / t.shard_name for t in tasks], out)
+    except OSError as exc:
+        cause, remedy = (f"the disk is full ({_one_line(exc)})", "free disk space") if _disk_full(exc) else \
+            (f"{type(exc).__name__}: {_one_line(exc)}", "fix the cause")
+        raise GenerateError(f"consolidating {len(tasks)} shard(s) into {out} failed: {cause}. Nothing was written at "
+                            f"{out} and the shards in {shards} are kept; {remedy} and re-run the same command to "
+                            "consolidate them.") from exc
     if not execution.keep_shards:
         shutil.rmtree(shards, ignore_errors=True)
     n_new = sum(r.task.stop - r.task.start for r in results)
@@ -675,6 +770,10 @@ def _generate_command(args: argparse.Namespace) -> int:
         generate(cfg, args.out, execution)
     except (ValueError, GenerateError, dataset.StoreError) as exc:
         print(f"generate: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"generate: {type(exc).__name__}: {_one_line(exc)}; finished shards are kept in {shard_dir(args.out)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"generate: interrupted; finished shards are kept in {shard_dir(args.out)}; re-run the same "
