@@ -503,6 +503,19 @@ class NeuronIOStore:
         """uint8 [T, n_synapse] spikes of simulation position ``sim`` (0-based position, not id)."""
         return self.ds["input_spikes"].isel(sim=sim, time=slice(start, stop)).values
 
+    def read_input_spikes(self, sim: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """uint8 [T, n_synapse]: what :meth:`input_spikes` returns, read from the Zarr array without dask.
+
+        For many small reads (training windows read on demand): dask builds a task graph per call, which costs
+        more than the read itself (5 ms against 2 ms for a 500 ms window of 1278 synapses). Safe to call from a
+        background thread.
+        """
+        try:
+            array = self._input_spikes_array
+        except AttributeError:
+            array = self._input_spikes_array = zarr.open_group(self.path, mode="r")["input_spikes"]
+        return array[sim, start:stop]
+
     def soma_voltage(self, sim: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """float32 [T] somatic voltage in mV."""
         return self.ds["soma_voltage"].isel(sim=sim, time=slice(start, stop)).values
