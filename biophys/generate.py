@@ -36,6 +36,7 @@ import time
 import tomllib
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -584,6 +585,9 @@ def _task_result(get: Callable[[], TaskResult], job: Job) -> TaskResult:
         if isinstance(exc, OSError) and _disk_full(exc):
             message = (f"{sims} failed: the disk is full ({_one_line(exc)}) while writing shard {job.shard}. "
                        "Finished shards are kept; free disk space and re-run the same command to resume.")
+        elif isinstance(exc, BrokenProcessPool):
+            message = (f"{sims} failed: a worker process died (killed, or out of memory?). Finished shards are "
+                       "kept; re-run the same command to resume.")
         else:
             message = (f"{sims} failed: {type(exc).__name__}: {_one_line(exc).rstrip('.')}. Finished shards are "
                        "kept; re-run the same command to resume.")

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,24 @@ class DiskFullSimulator(FakeSimulator):
 
 
 DISK_FULL = f"{__name__}:DiskFullSimulator"
+#: A KilledWorkerSimulator's worker process dies (SIGKILL, as from the OOM killer) in its k-th simulation.
+KILL_ENV = "NEURONCOMPUTE_TEST_KILL_AT_SIM"
+
+
+class KilledWorkerSimulator(FakeSimulator):
+    """FakeSimulator whose worker process is killed by its own k-th simulation (k = $KILL_ENV, counted per
+    process), as a worker killed by the OOM killer or an operator dies mid-task."""
+
+    runs = 0
+
+    def run(self, input_spikes, duration_ms):
+        KilledWorkerSimulator.runs += 1
+        if str(KilledWorkerSimulator.runs) == os.environ.get(KILL_ENV):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().run(input_spikes, duration_ms)
+
+
+KILLED = f"{__name__}:KilledWorkerSimulator"
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +169,26 @@ def test_disk_full_while_consolidating_keeps_the_shards(tmp_path, monkeypatch, u
     report = generate.generate(cfg, out, QUIET, simulator=FAKE, log=lambda m: None)
     assert (report.n_new, report.n_kept) == (0, 3)
     assert not (tmp_path / ".d.zarr.tmp-0badf00d").exists() and not shards.exists()
+    xr.testing.assert_identical(data_vars(out), uninterrupted)
+
+
+def test_killed_worker_is_a_clear_error_and_the_run_resumes(tmp_path, monkeypatch, uninterrupted):
+    cfg = small_config()
+    out = tmp_path / "d.zarr"
+    # One worker runs the 3 tasks (2 + 2 + 1 simulations) in order; its 3rd run is the second task's first.
+    monkeypatch.setenv(KILL_ENV, "3")
+    with pytest.raises(GenerateError) as info:
+        generate.generate(cfg, out, Execution(workers=1, progress=False), simulator=KILLED, log=lambda m: None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("simulations 2..3 failed: a worker process died")
+    tasks = plan_tasks(cfg.n_sims, cfg.sims_per_task)
+    shards = generate.shard_dir(out)
+    assert generate.shard_problems(shards / tasks[0].shard_name, tasks[0], cfg.to_dict()) == []
+    assert not out.exists() and not (shards / tasks[1].shard_name).exists()
+
+    monkeypatch.delenv(KILL_ENV)
+    report = generate.generate(cfg, out, QUIET, simulator=KILLED, log=lambda m: None)
+    assert (report.n_new, report.n_kept) == (3, 1)
     xr.testing.assert_identical(data_vars(out), uninterrupted)
 
 
