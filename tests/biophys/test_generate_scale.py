@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -180,7 +181,10 @@ def test_killed_worker_is_a_clear_error_and_the_run_resumes(tmp_path, monkeypatc
     with pytest.raises(GenerateError) as info:
         generate.generate(cfg, out, Execution(workers=1, progress=False), simulator=KILLED, log=lambda m: None)
     message = str(info.value)
-    assert "\n" not in message and message.startswith("simulations 2..3 failed: a worker process died")
+    # The pool fails every unfinished task at once; which one is reported first depends on scheduling.
+    assert "\n" not in message
+    assert re.match(r"simulations (2\.\.3|4\.\.4) failed: a worker process died \(killed, or out of memory\?\)\. "
+                    r"Finished shards are kept; re-run the same command to resume\.$", message)
     tasks = plan_tasks(cfg.n_sims, cfg.sims_per_task)
     shards = generate.shard_dir(out)
     assert generate.shard_problems(shards / tasks[0].shard_name, tasks[0], cfg.to_dict()) == []
