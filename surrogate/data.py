@@ -7,11 +7,19 @@ Conventions (shared/specs/elm.md, "NeuronIO training conventions"), all in one p
 - windows of ``window_ms`` (500) starting at or after ``skip_ms`` (500) into a simulation; the first
   ``burn_in_ms`` (150) of every window (and of every whole simulation) are excluded from losses and metrics,
   because the model's state has not yet caught up with the input.
+
+Data sources, with one interface for the training windows and the whole-simulation predictions:
+- :class:`NeuronIOArrays` holds a store in memory (1 byte per ms and synapse: 4.6 GB per simulated hour of the
+  1278-synapse L5PC);
+- :class:`LazyNeuronIO` holds only the per-bin targets (voltage and spike label, 5 bytes per ms) and reads input
+  spikes from the store on demand, a window or a whole simulation at a time.
+Both give bit-identical batches and predictions; :class:`WindowSampler` draws the same windows from either.
 Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this module reads through it.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -49,7 +57,57 @@ def clip_soma(v_mv: np.ndarray) -> np.ndarray:
 
 def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
     """float32 [..., n_syn] model input: uint8 spike counts [..., n_syn] times int8 signs [n_syn]."""
-    return spikes.astype(np.float32) * signs.astype(np.float32)
+    x = spikes.astype(np.float32)
+    x *= signs.astype(np.float32)  # in place: a batch is 20 MB, and a second buffer costs a third of the time
+    return x
+
+
+#: Bytes per ms a simulation's targets take in memory: float32 voltage + bool spike label.
+TARGET_BYTES_PER_MS = 5
+
+
+def in_memory_nbytes(store: NeuronIOStore, n_sims: int | None = None) -> int:
+    """Bytes that :class:`NeuronIOArrays` of ``n_sims`` (default all) simulations of ``store`` take: uint8 spikes
+    (1 byte per ms and synapse) plus the targets (:data:`TARGET_BYTES_PER_MS`)."""
+    n_sims = store.n_sims if n_sims is None else n_sims
+    return n_sims * store.n_time * (store.n_synapses + TARGET_BYTES_PER_MS)
+
+
+def _open(store: NeuronIOStore | str | Path) -> NeuronIOStore:
+    return store if isinstance(store, NeuronIOStore) else NeuronIOStore(store)
+
+
+def _positions(store: NeuronIOStore, sims: np.ndarray | None) -> np.ndarray:
+    """int64 store positions of ``sims`` (default all); raises StoreError for an empty store or selection."""
+    if store.n_sims == 0 or store.n_time == 0:
+        raise StoreError(f"{store.path} holds no data ({store.n_sims} simulations × {store.n_time} ms)")
+    positions = np.arange(store.n_sims) if sims is None else np.asarray(sims, dtype=np.int64)
+    if len(positions) == 0:
+        raise StoreError(f"no simulations selected from {store.path}")
+    return positions
+
+
+def _read_targets(store: NeuronIOStore, positions: np.ndarray) -> dict:
+    """The per-simulation fields both data sources hold in memory, read one simulation at a time.
+
+    Voltages are read and checked first, so a store with NaN/inf voltages fails before any input spikes are read.
+
+    Raises:
+        StoreError: non-finite voltages (naming up to 10 simulations by id).
+    """
+    soma = np.stack([store.soma_voltage(int(i)) for i in positions])
+    bad = np.flatnonzero(~np.isfinite(soma).all(axis=1))
+    if len(bad):
+        ids = store.sim_ids[positions[bad]]
+        raise StoreError(f"{store.path}: soma_voltage has NaN/inf values in simulations {ids[:10].tolist()}"
+                         f"{' …' if len(ids) > 10 else ''}")
+    return {
+        "signs": store.signs,
+        "soma_mv": soma.astype(np.float32),
+        "spike_labels": np.stack([store.output_spikes(int(i)) for i in positions]).astype(bool),
+        "spike_times_ms": [store.spike_times(int(i)) for i in positions],
+        "sim_ids": store.sim_ids[positions],
+    }
 
 
 @dataclass
@@ -84,6 +142,15 @@ class NeuronIOArrays:
     def n_synapses(self) -> int:
         return self.spikes.shape[2]
 
+    def input_windows(self, sims: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+        """uint8 [B, length, n_syn] spikes of simulations ``sims`` [B] (positions in this data) from ``starts``
+        [B] ms."""
+        return self.spikes[sims[:, None], starts[:, None] + np.arange(length)]
+
+    def input_sims(self, lo: int, hi: int) -> np.ndarray:
+        """uint8 [hi − lo, n_time, n_syn] spikes of whole simulations lo..hi − 1 (positions in this data)."""
+        return self.spikes[lo:hi]
+
     @classmethod
     def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None) -> "NeuronIOArrays":
         """Read simulations (positions ``sims``, default all) of a store, one read per simulation.
@@ -91,26 +158,78 @@ class NeuronIOArrays:
         Raises:
             StoreError: missing/invalid store, no simulations, or non-finite voltages (named by simulation).
         """
-        store = store if isinstance(store, NeuronIOStore) else NeuronIOStore(store)
-        positions = np.arange(store.n_sims) if sims is None else np.asarray(sims, dtype=np.int64)
-        if store.n_sims == 0 or store.n_time == 0:
-            raise StoreError(f"{store.path} holds no data ({store.n_sims} simulations × {store.n_time} ms)")
-        if len(positions) == 0:
-            raise StoreError(f"no simulations selected from {store.path}")
-        soma = np.stack([store.soma_voltage(int(i)) for i in positions])
-        bad = np.flatnonzero(~np.isfinite(soma).all(axis=1))
-        if len(bad):
-            ids = store.sim_ids[positions[bad]]
-            raise StoreError(f"{store.path}: soma_voltage has NaN/inf values in simulations {ids[:10].tolist()}"
-                             f"{' …' if len(ids) > 10 else ''}")
-        return cls(
-            spikes=np.stack([store.input_spikes(int(i)) for i in positions]),
-            signs=store.signs,
-            soma_mv=soma.astype(np.float32),
-            spike_labels=np.stack([store.output_spikes(int(i)) for i in positions]).astype(bool),
-            spike_times_ms=[store.spike_times(int(i)) for i in positions],
-            sim_ids=store.sim_ids[positions],
-        )
+        store = _open(store)
+        positions = _positions(store, sims)
+        targets = _read_targets(store, positions)
+        return cls(spikes=np.stack([store.input_spikes(int(i)) for i in positions]), **targets)
+
+
+@dataclass
+class LazyNeuronIO:
+    """One store whose input spikes stay on disk: the interface of :class:`NeuronIOArrays` without ``spikes``.
+
+    Input spikes (1 byte per ms and synapse) are read when asked for, through
+    :meth:`NeuronIOStore.read_input_spikes`; a 500 ms window touches at most two of the store's 1000 ms chunks.
+    The targets (:data:`TARGET_BYTES_PER_MS`, 0.4 % of the 1278-synapse store) are read at construction, one
+    simulation at a time, which is also when non-finite voltages are found: a bad store fails at startup, not
+    epochs into training.
+
+    Decompressed chunks are not cached: random windows of a store too large for memory revisit a chunk with a
+    probability of (cached chunks) / (all chunks), so a cache of any affordable size would rarely hit. Reads are
+    hidden behind the training step instead (``WindowSampler(prefetch=True)``).
+
+    Attributes:
+        store: the store read from.
+        positions: int64 [n_sims] the store positions of this data's simulations.
+        signs, soma_mv, spike_labels, spike_times_ms, sim_ids: as in :class:`NeuronIOArrays`.
+    """
+
+    store: NeuronIOStore
+    positions: np.ndarray
+    signs: np.ndarray
+    soma_mv: np.ndarray
+    spike_labels: np.ndarray
+    spike_times_ms: list[np.ndarray]
+    sim_ids: np.ndarray
+
+    @property
+    def n_sims(self) -> int:
+        return self.soma_mv.shape[0]
+
+    @property
+    def n_time(self) -> int:
+        return self.soma_mv.shape[1]
+
+    @property
+    def n_synapses(self) -> int:
+        return self.signs.shape[0]
+
+    def input_windows(self, sims: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+        """uint8 [B, length, n_syn] spikes of simulations ``sims`` [B] (positions in this data) from ``starts`` [B]
+        ms, one store read per window."""
+        out = np.empty((len(sims), length, self.n_synapses), np.uint8)
+        for b, (sim, start) in enumerate(zip(sims, starts)):
+            out[b] = self.store.read_input_spikes(int(self.positions[sim]), int(start), int(start) + length)
+        return out
+
+    def input_sims(self, lo: int, hi: int) -> np.ndarray:
+        """uint8 [hi − lo, n_time, n_syn] spikes of whole simulations lo..hi − 1 (positions in this data)."""
+        return np.stack([self.store.read_input_spikes(int(i)) for i in self.positions[lo:hi]])
+
+    @classmethod
+    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None) -> "LazyNeuronIO":
+        """Open simulations (positions ``sims``, default all) of a store, reading their targets.
+
+        Raises:
+            StoreError: missing/invalid store, no simulations, or non-finite voltages (named by simulation).
+        """
+        store = _open(store)
+        positions = _positions(store, sims)
+        return cls(store=store, positions=positions, **_read_targets(store, positions))
+
+
+#: Either data source; they share the attributes and methods the training loop and predictions use.
+NeuronIOData = NeuronIOArrays | LazyNeuronIO
 
 
 def default_skip_ms(n_time: int, window_ms: int = WINDOW_MS) -> int:
@@ -139,15 +258,21 @@ class Batch(NamedTuple):
 
 
 class WindowSampler:
-    """Random training windows from in-memory data, reproducible from a seed.
+    """Random training windows from either data source, reproducible from a seed.
 
     Every batch draws ``batch_size`` (simulation, start) pairs uniformly: simulations from all of ``data``,
-    starts from ``skip_ms .. n_time − window_ms``. The generator's state can be saved and restored
-    (:attr:`state`), so resumed training continues the same sequence of windows.
+    starts from ``skip_ms .. n_time − window_ms``. The draws depend on the seed and the data's sizes only, so
+    :class:`NeuronIOArrays` and :class:`LazyNeuronIO` of one store give the same batches. The generator's state can
+    be saved and restored (:attr:`state`), so resumed training continues the same sequence of windows.
+
+    With ``prefetch``, handing out a batch draws the next one and starts assembling it in a background thread, so
+    reading it from disk overlaps the training step on the current one. Draws stay in the caller's thread and in
+    the same order, so the batches do not change; :attr:`state` is the state before the prefetched draw, so a
+    checkpoint resumes with the batch that was prefetched but never handed out. :meth:`close` ends the thread.
     """
 
-    def __init__(self, data: NeuronIOArrays, batch_size: int, window_ms: int = WINDOW_MS,
-                 skip_ms: int | None = None, seed: int | np.random.SeedSequence = 0):
+    def __init__(self, data: NeuronIOData, batch_size: int, window_ms: int = WINDOW_MS,
+                 skip_ms: int | None = None, seed: int | np.random.SeedSequence = 0, prefetch: bool = False):
         self.skip_ms = default_skip_ms(data.n_time, window_ms) if skip_ms is None else skip_ms
         check_window(data.n_time, window_ms, 0, self.skip_ms)
         if batch_size <= 0:
@@ -156,14 +281,17 @@ class WindowSampler:
         self.batch_size = batch_size
         self.window_ms = window_ms
         self.rng = np.random.default_rng(seed)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="window-prefetch") if prefetch else None
+        self._pending: tuple[dict, Future] | None = None  # (generator state before its draw, the batch being made)
 
     @property
     def state(self) -> dict:
-        """The generator's state (JSON-serialisable)."""
-        return self.rng.bit_generator.state
+        """The generator's state after the last batch handed out (JSON-serialisable)."""
+        return self._pending[0] if self._pending is not None else self.rng.bit_generator.state
 
     @state.setter
     def state(self, value: dict) -> None:
+        self._discard_pending()
         self.rng.bit_generator.state = value
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
@@ -172,17 +300,43 @@ class WindowSampler:
         starts = self.rng.integers(self.skip_ms, self.data.n_time - self.window_ms + 1, size=self.batch_size)
         return sims, starts
 
-    def batch(self) -> Batch:
-        """The next batch of windows (CPU tensors)."""
-        sims, starts = self.draw()
+    def windows(self, sims: np.ndarray, starts: np.ndarray) -> Batch:
+        """The batch of windows of simulations ``sims`` [B] from ``starts`` [B] ms (CPU tensors)."""
         offsets = starts[:, None] + np.arange(self.window_ms)
         rows = sims[:, None]
         d = self.data
         return Batch(
-            x=torch.from_numpy(signed_inputs(d.spikes[rows, offsets], d.signs)),
+            x=torch.from_numpy(signed_inputs(d.input_windows(sims, starts, self.window_ms), d.signs)),
             spike=torch.from_numpy(d.spike_labels[rows, offsets].astype(np.float32)),
             soma=torch.from_numpy(soma_target(d.soma_mv[rows, offsets]).astype(np.float32)),
         )
+
+    def batch(self) -> Batch:
+        """The next batch of windows (CPU tensors)."""
+        if self._executor is None:
+            return self.windows(*self.draw())
+        if self._pending is None:
+            self._pending = self._submit()
+        batch = self._pending[1].result()
+        self._pending = self._submit()
+        return batch
+
+    def _submit(self) -> tuple[dict, Future]:
+        before = self.rng.bit_generator.state
+        return before, self._executor.submit(self.windows, *self.draw())
+
+    def _discard_pending(self) -> None:
+        """Forget the prefetched batch and rewind the generator to before its draw."""
+        if self._pending is not None:
+            self.rng.bit_generator.state = self._pending[0]
+            self._pending = None
+
+    def close(self) -> None:
+        """Stop prefetching (waits for a read in flight); later batches are made in the caller's thread."""
+        self._discard_pending()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def __iter__(self):
         while True:
@@ -190,9 +344,10 @@ class WindowSampler:
 
 
 @torch.no_grad()
-def predict_arrays(model: nn.Module, data: NeuronIOArrays, batch_size: int = 4,
+def predict_arrays(model: nn.Module, data: NeuronIOData, batch_size: int = 4,
                    device: str | torch.device = "cpu") -> np.ndarray:
-    """Raw model outputs for whole simulations run from t = 0, ``batch_size`` simulations at a time.
+    """Raw model outputs for whole simulations run from t = 0, ``batch_size`` simulations at a time (a
+    :class:`LazyNeuronIO` reads the input spikes of those simulations only).
 
     Returns:
         float32 [n_sims, n_time, 2]: channel 0 spike logit, channel 1 scaled soma (see :func:`soma_from_target`).
@@ -202,18 +357,20 @@ def predict_arrays(model: nn.Module, data: NeuronIOArrays, batch_size: int = 4,
     out = np.empty((data.n_sims, data.n_time, 2), np.float32)
     try:
         for lo in range(0, data.n_sims, batch_size):
-            x = torch.from_numpy(signed_inputs(data.spikes[lo:lo + batch_size], data.signs)).to(device)
+            x = torch.from_numpy(signed_inputs(data.input_sims(lo, lo + batch_size), data.signs)).to(device)
             out[lo:lo + batch_size] = model(x).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
 
 
-def predict_store(model: nn.Module, store: NeuronIOStore | NeuronIOArrays | str | Path, burn_in_ms: int = BURN_IN_MS,
+def predict_store(model: nn.Module, store: NeuronIOStore | NeuronIOData | str | Path, burn_in_ms: int = BURN_IN_MS,
                   batch_size: int = 4, device: str | torch.device = "cpu") -> dict:
     """Predictions of ``model`` for every whole simulation of ``store``, burn-in removed.
 
-    The model runs each simulation from t = 0; the first ``burn_in_ms`` bins are dropped from every array.
+    The model runs each simulation from t = 0; the first ``burn_in_ms`` bins are dropped from every array. A store
+    (or its path) is read lazily (:class:`LazyNeuronIO`): input spikes ``batch_size`` simulations at a time, so
+    memory does not grow with the store's input.
 
     Returns a dict of arrays over bins t = burn_in_ms .. n_time − 1 (T' = n_time − burn_in_ms of them):
         ``spike_prob`` float32 [n_sims, T'] predicted spike probability per bin;
@@ -224,7 +381,7 @@ def predict_store(model: nn.Module, store: NeuronIOStore | NeuronIOArrays | str 
         ``spike_times_ms`` list of n_sims float64 arrays of exact true spike times (whole simulation, in ms);
         ``sim_ids`` int64 [n_sims] the store's simulation indices.
     """
-    data = store if isinstance(store, NeuronIOArrays) else NeuronIOArrays.from_store(store)
+    data = store if isinstance(store, (NeuronIOArrays, LazyNeuronIO)) else LazyNeuronIO.from_store(store)
     if model_input_width(model) != data.n_synapses:
         raise StoreError(f"the model expects {model_input_width(model)} input channels but the store has "
                          f"{data.n_synapses} synapses")

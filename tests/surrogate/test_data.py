@@ -41,17 +41,112 @@ def test_arrays_read_the_store(fake_store):
     np.testing.assert_array_equal(part.sim_ids, store.sim_ids[[1, 3]])
 
 
-def test_nan_voltage_is_a_clear_error(tmp_path):
+def test_in_memory_nbytes_is_what_the_arrays_take(fake_store):
+    store = NeuronIOStore(fake_store)
+    arrays = data.NeuronIOArrays.from_store(store)
+    held = arrays.spikes.nbytes + arrays.soma_mv.nbytes + arrays.spike_labels.nbytes
+    assert data.in_memory_nbytes(store) == held == 4 * 1200 * (16 + 5)
+    assert data.in_memory_nbytes(store, 1) == held // 4
+
+
+@pytest.fixture(scope="module")
+def long_store(tmp_path_factory):
+    """2.5 s simulations: three 1000 ms chunks per simulation, so many windows straddle two chunks."""
+    return fake_store(tmp_path_factory.mktemp("long") / "long.zarr", n_sims=3, n_time=2500, seed=4)
+
+
+def test_read_input_spikes_equals_input_spikes(long_store):
+    store = NeuronIOStore(long_store)
+    for sim, start, stop in [(0, 0, None), (1, 700, 1200), (2, 999, 2001), (2, 2499, 2500)]:
+        direct = store.read_input_spikes(sim, start, stop)
+        assert direct.dtype == np.uint8
+        np.testing.assert_array_equal(direct, store.input_spikes(sim, start, stop))
+
+
+def test_lazy_data_holds_the_targets_and_reads_the_same_spikes(long_store):
+    sims = np.array([2, 0])
+    arrays = data.NeuronIOArrays.from_store(long_store, sims)
+    lazy = data.LazyNeuronIO.from_store(long_store, sims)
+    assert (lazy.n_sims, lazy.n_time, lazy.n_synapses) == (arrays.n_sims, arrays.n_time, arrays.n_synapses)
+    for name in ("signs", "soma_mv", "spike_labels", "sim_ids"):
+        np.testing.assert_array_equal(getattr(lazy, name), getattr(arrays, name), err_msg=name)
+    for a, b in zip(lazy.spike_times_ms, arrays.spike_times_ms, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lazy.input_sims(0, 2), arrays.spikes)
+    sims_in_data, starts = np.array([1, 0, 1]), np.array([0, 900, 2100])
+    np.testing.assert_array_equal(lazy.input_windows(sims_in_data, starts, 400),
+                                  arrays.input_windows(sims_in_data, starts, 400))
+    np.testing.assert_array_equal(lazy.input_windows(sims_in_data, starts, 400)[1], arrays.spikes[0, 900:1300])
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_lazy_and_in_memory_batches_are_identical(long_store, prefetch):
+    arrays = data.NeuronIOArrays.from_store(long_store)
+    lazy = data.LazyNeuronIO.from_store(long_store)
+    in_memory = data.WindowSampler(arrays, batch_size=6, window_ms=500, seed=9)
+    on_demand = data.WindowSampler(lazy, batch_size=6, window_ms=500, seed=9, prefetch=prefetch)
+    try:
+        for _ in range(4):
+            a, b = in_memory.batch(), on_demand.batch()
+            for name, x, y in zip(a._fields, a, b):
+                assert torch.equal(x, y), name
+    finally:
+        on_demand.close()
+    assert in_memory.state == on_demand.state
+
+
+def test_lazy_windows_are_read_one_window_at_a_time(long_store, monkeypatch):
+    lazy = data.LazyNeuronIO.from_store(long_store)
+    reads = []
+    real = NeuronIOStore.read_input_spikes
+
+    def recording(self, sim, start=0, stop=None):
+        reads.append((sim, start, stop))
+        return real(self, sim, start, stop)
+
+    monkeypatch.setattr(NeuronIOStore, "read_input_spikes", recording)
+    sampler = data.WindowSampler(lazy, batch_size=5, window_ms=300, seed=2)
+    sims, starts = data.WindowSampler(lazy, batch_size=5, window_ms=300, seed=2).draw()
+    sampler.batch()
+    assert reads == [(int(s), int(t), int(t) + 300) for s, t in zip(sims, starts)]
+
+
+def test_prefetching_sampler_saves_the_state_of_the_batches_handed_out(arrays):
+    plain = data.WindowSampler(arrays, batch_size=3, seed=5)
+    ahead = data.WindowSampler(arrays, batch_size=3, seed=5, prefetch=True)
+    expected = [plain.batch() for _ in range(4)]
+    assert torch.equal(ahead.batch().x, expected[0].x)
+    assert torch.equal(ahead.batch().x, expected[1].x)
+    saved = ahead.state  # batch 3 is already drawn and being read; the state must not count it
+    resumed = data.WindowSampler(arrays, batch_size=3, seed=0)
+    resumed.state = saved
+    assert torch.equal(resumed.batch().x, expected[2].x)
+    assert torch.equal(ahead.batch().x, expected[2].x)
+    ahead.state = saved  # rewinding drops the prefetched batch
+    assert torch.equal(ahead.batch().x, expected[2].x)
+    ahead.close()  # later batches come from the caller's thread, still in sequence
+    assert torch.equal(ahead.batch().x, expected[3].x)
+
+
+@pytest.mark.parametrize("source", [data.NeuronIOArrays, data.LazyNeuronIO])
+def test_nan_voltage_is_a_clear_error(tmp_path, monkeypatch, source):
     ds = fake_dataset(n_sims=3, n_time=700)
     ds["soma_voltage"][2, 40] = np.nan
     path = dataset.write_store(ds, tmp_path / "nan.zarr")
+
+    def no_spikes(*args, **kwargs):
+        raise AssertionError("input spikes were read before the voltages were checked")
+
+    monkeypatch.setattr(NeuronIOStore, "input_spikes", no_spikes)
+    monkeypatch.setattr(NeuronIOStore, "read_input_spikes", no_spikes)
     with pytest.raises(StoreError, match=r"NaN.*simulations \[2\]"):
-        data.NeuronIOArrays.from_store(path)
+        source.from_store(path)
 
 
-def test_missing_store_is_a_store_error(tmp_path):
+@pytest.mark.parametrize("source", [data.NeuronIOArrays, data.LazyNeuronIO])
+def test_missing_store_is_a_store_error(tmp_path, source):
     with pytest.raises(StoreError, match="no dataset store"):
-        data.NeuronIOArrays.from_store(tmp_path / "absent.zarr")
+        source.from_store(tmp_path / "absent.zarr")
 
 
 def test_skip_defaults_and_window_checks():
@@ -125,6 +220,20 @@ def test_predict_store_runs_whole_sims_and_drops_burn_in(fake_store):
     np.testing.assert_array_equal(pred["time_ms"][[0, -1]], [150, store.n_time - 1])
     np.testing.assert_array_equal(pred["spike_times_ms"][1], store.spike_times(1))
     assert model.training, "predict_store must restore the model's mode"
+
+
+def test_lazy_predictions_equal_in_memory_ones(long_store):
+    torch.manual_seed(1)
+    model = build_model("lstm", {"hidden": 4}, n_inputs=16)
+    arrays = data.NeuronIOArrays.from_store(long_store)
+    lazy = data.LazyNeuronIO.from_store(long_store)
+    y = data.predict_arrays(model, arrays, batch_size=2)
+    np.testing.assert_array_equal(data.predict_arrays(model, lazy, batch_size=2), y)
+    from_path = data.predict_store(model, long_store, burn_in_ms=100, batch_size=2)
+    from_arrays = data.predict_store(model, arrays, burn_in_ms=100, batch_size=2)
+    for key in ("spike_prob", "spike_true", "soma_pred_mv", "soma_true_mv", "sim_ids"):
+        np.testing.assert_array_equal(from_path[key], from_arrays[key], err_msg=key)
+    np.testing.assert_array_equal(from_path["soma_pred_mv"], data.soma_from_target(y[:, 100:, 1]))
 
 
 def test_predict_store_checks_the_input_width(fake_store):
