@@ -15,7 +15,7 @@ from pathlib import Path
 from biophys.dataset import StoreError
 from surrogate.models import MODEL_KINDS
 from surrogate.run import CONFIG_FILE, RunError
-from surrogate.train import ConfigError, TrainConfig, TrainingError, train
+from surrogate.train import DATA_MODES, ConfigError, TrainConfig, TrainingError, train
 
 EXIT_USER_ERROR = 2
 
@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wall-s", type=_positive_float, metavar="S",
                    help="wall-clock budget of this invocation in seconds; training stops after the batch that "
                         "exceeds it, validates and checkpoints (continue with --resume)")
+    p.add_argument("--data-mode", choices=DATA_MODES,
+                   help="memory: load the stores into RAM; lazy: read each training window and validation "
+                        "simulation from disk when needed (for stores larger than RAM; same results); auto "
+                        "(default): memory when the uncompressed data take at most a quarter of the RAM")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

@@ -8,7 +8,12 @@ after each window's burn-in; Adam with a cosine decay of the learning rate to 0 
 whole validation simulations (loss, spike ROC AUC, soma RMSE in mV on the clipped voltage); the best weights by
 validation loss are kept as an independent copy.
 
-Data parallel: every process holds the training data, draws its own windows from a generator seeded by
+Data: in memory, or with ``data_mode = "lazy"`` read from the stores on demand (a window per draw, a few whole
+simulations per validation batch); see :func:`choose_data_mode` for "auto". Both modes train bit-identical models
+(the windows drawn do not depend on the mode), so a resumed run may change it. The next batch is prepared in a
+background thread while the model trains on the current one.
+
+Data parallel: every process holds (or reads) the training data, draws its own windows from a generator seeded by
 (seed, rank) and trains the same model (DDP averages gradients), so one step sees world_size × batch_size
 windows. Validation simulations are split over the processes and the predictions gathered, so every process
 computes the same metrics and takes the same early-stopping decision. Only rank 0 writes the run directory.
@@ -38,8 +43,9 @@ from biophys.configkeys import field_names, refuse_unknown_keys
 from biophys.dataset import NeuronIOStore, StoreError
 from biophys.provenance import provenance
 from surrogate import run as rundir
-from surrogate.data import (BURN_IN_MS, WINDOW_MS, NeuronIOArrays, WindowSampler, check_window, clip_soma,
-                            default_skip_ms, predict_arrays, soma_from_target, soma_target)
+from surrogate.data import (BURN_IN_MS, WINDOW_MS, LazyNeuronIO, NeuronIOArrays, NeuronIOData, WindowSampler,
+                            check_window, clip_soma, default_skip_ms, in_memory_nbytes, predict_arrays,
+                            soma_from_target, soma_target)
 from surrogate.models import MODEL_KINDS, build_model, config_to_dict
 
 
@@ -74,6 +80,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda when available), "cpu" or "cuda"
     threads: int | None = None  # torch CPU threads per process; None: torch's default
     max_wall_s: float | None = None  # training-time budget of this invocation in s; stops after the batch past it
+    data_mode: str = "auto"  # "memory", "lazy" (input spikes read from disk when needed) or "auto": choose_data_mode
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -102,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
         if self.max_wall_s is not None and not (isinstance(self.max_wall_s, (int, float)) and self.max_wall_s > 0):
             raise ConfigError(f"max_wall_s must be a positive number of seconds, got {self.max_wall_s!r}")
+        if self.data_mode not in DATA_MODES:
+            raise ConfigError(f"data_mode must be one of {', '.join(DATA_MODES)}, got {self.data_mode!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -110,14 +119,75 @@ class TrainConfig:
             raise ConfigError(f"burn_in_ms ({self.burn_in_ms}) must be shorter than window_ms ({self.window_ms})")
 
 
+DATA_MODES = ("auto", "memory", "lazy")
+
 #: Fields that say where and how a run executes, not what it computes; they may change when resuming.
-RUNTIME_FIELDS = ("out", "device", "threads", "max_wall_s")
+#: data_mode is one: both modes hand the model the same batches (tests/surrogate/test_train.py checks a run cut in
+#: one mode and resumed in the other against an uninterrupted one).
+RUNTIME_FIELDS = ("out", "device", "threads", "max_wall_s", "data_mode")
+
+#: "auto" holds the data in memory when it takes at most this fraction of the RAM: the rest is for the model,
+#: its activations (a 500 ms batch of 1278 synapses is 20 MB as float32) and whatever else runs on the machine.
+RAM_FRACTION = 0.25
 
 
 def _require_int(cfg: TrainConfig, name: str, minimum: int) -> None:
     value = getattr(cfg, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _cgroup_memory_limit(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                         root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory limit in bytes of this process's cgroup (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``);
+    None when there is none or it cannot be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            limit = root / path.lstrip("/") / "memory.max"
+        elif "memory" in controllers.split(","):
+            limit = root / "memory" / path.lstrip("/") / "memory.limit_in_bytes"
+        else:
+            continue
+        try:
+            text = limit.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) means no limit
+            return int(text)
+    return None
+
+
+def ram_bytes() -> int:
+    """The memory this process may use in bytes: physical RAM, or its cgroup's limit when lower (a SLURM job or a
+    container is often allowed much less than its node has)."""
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = _cgroup_memory_limit()
+    return physical if limit is None else min(physical, limit)
+
+
+def choose_data_mode(requested: str, train_store: NeuronIOStore, valid_store: NeuronIOStore, world: int = 1,
+                     local_world: int = 1) -> dict:
+    """Where the data lives for this run: ``requested`` unless "auto", which picks "memory" when the in-memory
+    arrays (uncompressed: 1 byte per ms and synapse, 5 per ms of targets) of the training store and of this
+    process's share of the validation store, times the ``local_world`` processes on this machine, take at most
+    :data:`RAM_FRACTION` of :func:`ram_bytes`, and "lazy" otherwise.
+
+    Machines with other RAM may choose differently in one data-parallel run, which changes nothing computed.
+
+    Returns:
+        {"mode": "memory" | "lazy", "requested": requested, "in_memory_bytes": the estimate for this machine,
+        "ram_bytes": the RAM it was held against}.
+    """
+    valid_share = math.ceil(valid_store.n_sims / world)
+    need = local_world * (in_memory_nbytes(train_store) + in_memory_nbytes(valid_store, valid_share))
+    ram = ram_bytes()
+    mode = requested if requested != "auto" else "memory" if need <= RAM_FRACTION * ram else "lazy"
+    return {"mode": mode, "requested": requested, "in_memory_bytes": need, "ram_bytes": ram}
 
 
 def window_loss(y: Tensor, spike: Tensor, soma: Tensor, burn_in_ms: int) -> Tensor:
@@ -132,7 +202,7 @@ def window_loss(y: Tensor, spike: Tensor, soma: Tensor, burn_in_ms: int) -> Tens
     return 0.5 * F.binary_cross_entropy_with_logits(y[..., 0], spike) + 0.5 * F.mse_loss(y[..., 1], soma)
 
 
-def validation_metrics(y: np.ndarray, data: NeuronIOArrays, burn_in_ms: int) -> dict:
+def validation_metrics(y: np.ndarray, data: NeuronIOData, burn_in_ms: int) -> dict:
     """Loss, spike ROC AUC and soma RMSE (mV, clipped voltage) of whole-simulation outputs y [N, T, 2].
 
     The AUC is NaN when the validation labels after the burn-in hold a single class.
@@ -285,10 +355,17 @@ class _Trainer:
         self.out = Path(cfg.out)
         train_store, valid_store = stores
         self.records = {"train": store_record(train_store), "valid": store_record(valid_store)}
-        self.train_data = NeuronIOArrays.from_store(train_store)
         if valid_store.n_sims < d.world:
             raise ConfigError(f"{valid_store.n_sims} validation simulations cannot be split over {d.world} processes")
-        self.valid_data = NeuronIOArrays.from_store(valid_store, np.arange(d.rank, valid_store.n_sims, d.world))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        self.data_mode = choose_data_mode(cfg.data_mode, train_store, valid_store, d.world, local_world)
+        source = NeuronIOArrays if self.data_mode["mode"] == "memory" else LazyNeuronIO
+        self.train_data = source.from_store(train_store)
+        self.valid_data = source.from_store(valid_store, np.arange(d.rank, valid_store.n_sims, d.world))
+        if d.main:
+            tqdm.write(f"data: {self.data_mode['mode']} (requested {cfg.data_mode}; in memory it would take "
+                       f"{self.data_mode['in_memory_bytes'] / 1e9:.2f} GB of {self.data_mode['ram_bytes'] / 1e9:.1f} "
+                       "GB RAM)", file=sys.stderr)
         self.model = model.to(d.device)
         device_ids = [d.device.index] if d.device.type == "cuda" else None
         self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=device_ids) if d.active else model
@@ -296,7 +373,7 @@ class _Trainer:
         self.total_steps = cfg.epochs * cfg.batches_per_epoch
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps, eta_min=0.0)
         self.sampler = WindowSampler(self.train_data, cfg.batch_size, cfg.window_ms, cfg.skip_ms,
-                                     np.random.SeedSequence([cfg.seed, d.rank]))
+                                     np.random.SeedSequence([cfg.seed, d.rank]), prefetch=True)
         self.epoch, self.next_batch, self.step = 0, 0, 0
         self.history: list[dict] = []
         self.best: dict | None = None  # {"epoch", "metrics", "state"}
@@ -465,6 +542,7 @@ class _Trainer:
             "windows_per_step": self.cfg.batch_size * self.d.world,
             "world_size": self.d.world,
             "device": str(self.d.device),
+            "data_mode": self.data_mode,
             "wall_s": self.wall_s(),
             "best_epoch": self.best["epoch"] if self.best else None,
             "best": self.best["metrics"] if self.best else None,
@@ -497,11 +575,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             resolved = dataclasses.replace(TrainConfig.from_dict(checkpoint["config"]),
                                            **{k: getattr(resolved, k) for k in RUNTIME_FIELDS})
         trainer = _Trainer(resolved, model, d, stores, checkpoint, progress)
-        if d.active:
-            dist.barrier()  # every process has checked the run directory before rank 0 writes into it
-        if d.main:
-            Path(resolved.out).mkdir(parents=True, exist_ok=True)
-        trainer.run()
+        try:
+            if d.active:
+                dist.barrier()  # every process has checked the run directory before rank 0 writes into it
+            if d.main:
+                Path(resolved.out).mkdir(parents=True, exist_ok=True)
+            trainer.run()
+        finally:
+            trainer.sampler.close()
         return Path(resolved.out)
     finally:
         if d.active and dist.is_initialized():

@@ -93,6 +93,14 @@ def test_resume_takes_the_saved_settings(stores, tmp_path, capsys):
     assert "cannot resume" in capsys.readouterr().err
 
 
+def test_resume_may_change_the_data_mode(stores, tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_args(stores, out, "--max-wall-s", "1e-9", "--data-mode", "memory")) == 0
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--data-mode", "lazy"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["data_mode"]["mode"] == "lazy"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--model-config", "{hidden: 8"], "--model-config: not valid JSON"),
     (["--epochs", "0"], "epochs must be an integer"),

@@ -168,6 +168,66 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(stores, tmp_pat
     load_run(tmp_path / "cut")  # config.json and checkpoint still agree after the resume
 
 
+def test_lazy_training_equals_in_memory_training(stores, tmp_path):
+    memory = train(tiny_config(stores, tmp_path / "memory", data_mode="memory"), progress=False)
+    lazy = train(tiny_config(stores, tmp_path / "lazy", data_mode="lazy"), progress=False)
+    assert_same_state(checkpoint_weights(lazy), checkpoint_weights(memory))
+    assert_same_state(torch.load(lazy / "model.pt", weights_only=True),
+                      torch.load(memory / "model.pt", weights_only=True))
+    losses = [[(h["train_loss"], h["valid_loss"], h["valid_auc"]) for h in load_run(run).history]
+              for run in (memory, lazy)]
+    assert losses[0] == losses[1]
+    assert [load_run(run).metrics["data_mode"]["mode"] for run in (memory, lazy)] == ["memory", "lazy"]
+
+
+def test_a_run_cut_in_memory_resumes_lazily_as_if_uncut(stores, tmp_path):
+    """data_mode is a runtime field: changing it on resume is allowed because it changes nothing computed."""
+    straight = train(tiny_config(stores, tmp_path / "straight", data_mode="memory"), progress=False)
+    cut = tiny_config(stores, tmp_path / "cut", data_mode="memory", max_wall_s=1e-9)
+    train(cut, progress=False)
+    train(dataclasses.replace(cut, max_wall_s=None, data_mode="lazy"), resume=True, progress=False)
+    assert_same_state(checkpoint_weights(tmp_path / "cut"), checkpoint_weights(straight))
+    run = load_run(tmp_path / "cut")
+    assert run.metrics["status"] == "finished" and run.metrics["data_mode"]["mode"] == "lazy"
+    assert run.config["data_mode"] == "memory"  # config.json keeps the first invocation's settings
+
+
+def test_auto_data_mode_holds_small_stores_in_memory_and_large_ones_on_disk(stores, tmp_path, monkeypatch):
+    train_store, valid_store = dataset.NeuronIOStore(stores[0]), dataset.NeuronIOStore(stores[1])
+    need = 4 * 900 * (16 + 5) + 2 * 900 * (16 + 5)  # uint8 spikes + float32 voltage + bool label per ms
+    auto = train_mod.choose_data_mode("auto", train_store, valid_store)
+    assert auto["mode"] == "memory" and auto["in_memory_bytes"] == need and auto["ram_bytes"] > 4 * need
+    # two processes on this machine, each with the whole training store and one of the two validation sims
+    assert train_mod.choose_data_mode("auto", train_store, valid_store, 2, 2)["in_memory_bytes"] == \
+        2 * (4 * 900 * 21 + 900 * 21)
+    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 4 * need - 1)
+    assert train_mod.choose_data_mode("auto", train_store, valid_store)["mode"] == "lazy"
+    assert train_mod.choose_data_mode("memory", train_store, valid_store)["mode"] == "memory"
+    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 4 * need)
+    assert train_mod.choose_data_mode("auto", train_store, valid_store)["mode"] == "memory"
+    assert train_mod.choose_data_mode("lazy", train_store, valid_store)["mode"] == "lazy"
+    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 1000)
+    out = train(tiny_config(stores, tmp_path / "run", epochs=1), progress=False)
+    recorded = load_run(out).metrics["data_mode"]
+    assert recorded == {"mode": "lazy", "requested": "auto", "in_memory_bytes": need, "ram_bytes": 1000}
+
+
+def test_cgroup_memory_limit_v2_v1_and_none(tmp_path):
+    proc = tmp_path / "cgroup"
+    (tmp_path / "fs" / "job" / "step").mkdir(parents=True)
+    proc.write_text("0::/job/step\n")
+    (tmp_path / "fs" / "job" / "step" / "memory.max").write_text("4294967296\n")
+    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") == 4 * 2**30
+    (tmp_path / "fs" / "job" / "step" / "memory.max").write_text("max\n")
+    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") is None
+    (tmp_path / "fs" / "memory" / "slurm").mkdir(parents=True)
+    (tmp_path / "fs" / "memory" / "slurm" / "memory.limit_in_bytes").write_text("1073741824\n")
+    proc.write_text("12:cpuset:/slurm\n11:memory:/slurm\n")
+    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") == 2**30
+    assert train_mod._cgroup_memory_limit(tmp_path / "absent", tmp_path / "fs") is None
+    assert 0 < train_mod.ram_bytes() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def test_resume_refuses_a_different_config(stores, tmp_path):
     cfg = tiny_config(stores, tmp_path / "run", max_wall_s=1e-9)
     train(cfg, progress=False)
@@ -223,15 +283,16 @@ def test_synapse_count_mismatch_is_caught_before_writing(stores, tmp_path):
     assert_nothing_written(out)
 
 
-def test_nan_and_missing_stores_are_caught_before_writing(stores, tmp_path):
+@pytest.mark.parametrize("data_mode", ["memory", "lazy"])
+def test_nan_and_missing_stores_are_caught_before_writing(stores, tmp_path, data_mode):
     ds = fake_dataset(n_sims=3, n_time=900)
     ds["soma_voltage"][1, 5] = np.nan
     nan_store = dataset.write_store(ds, tmp_path / "nan.zarr")
     out = tmp_path / "run"
-    with pytest.raises(StoreError, match="NaN"):
-        train(tiny_config(stores, out, train=str(nan_store)), progress=False)
+    with pytest.raises(StoreError, match=r"NaN.*simulations \[1\]"):
+        train(tiny_config(stores, out, train=str(nan_store), data_mode=data_mode), progress=False)
     with pytest.raises(StoreError, match="no dataset store"):
-        train(tiny_config(stores, out, valid=str(tmp_path / "absent.zarr")), progress=False)
+        train(tiny_config(stores, out, valid=str(tmp_path / "absent.zarr"), data_mode=data_mode), progress=False)
     assert_nothing_written(out)
 
 
@@ -242,6 +303,7 @@ def test_nan_and_missing_stores_are_caught_before_writing(stores, tmp_path):
     ("window_ms", 2000, "does not fit"),
     ("model_config", {"hidden": 8, "colour": 1}, "colour"),
     ("lr", -1.0, "lr must be"),
+    ("data_mode", "disk", "data_mode must be one of auto, memory, lazy"),
 ])
 def test_bad_configs_are_config_errors(stores, tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -295,3 +357,10 @@ def test_torchrun_two_processes(stores, tmp_path):
     assert len(samplers) == 2 and samplers[0] != samplers[1], "each rank must draw its own windows"
     single = train(tiny_config(stores, tmp_path / "single"), progress=False)
     assert not torch.equal(checkpoint_weights(out)["readout.weight"], checkpoint_weights(single)["readout.weight"])
+    lazy = tmp_path / "ddp-lazy"
+    cmd[cmd.index(str(out))] = str(lazy)
+    result = subprocess.run([*cmd, "--data-mode", "lazy"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_run(lazy).metrics["data_mode"]["mode"] == "lazy"
+    assert_same_state(checkpoint_weights(lazy), checkpoint_weights(out))
