@@ -19,7 +19,6 @@ Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this modul
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -174,9 +173,11 @@ class LazyNeuronIO:
     simulation at a time, which is also when non-finite voltages are found: a bad store fails at startup, not
     epochs into training.
 
-    Decompressed chunks are not cached: random windows of a store too large for memory revisit a chunk with a
-    probability of (cached chunks) / (all chunks), so a cache of any affordable size would rarely hit. Reads are
-    hidden behind the training step instead (``WindowSampler(prefetch=True)``).
+    A window costs about 2 ms to read at 1278 synapses (decompressing one or two 1.3 MB chunks, and Zarr's
+    overhead; ``benchmarks/data_speed.py``). Decompressed chunks are not cached: random windows of a store too large
+    for memory revisit a chunk with a probability of (cached chunks) / (all chunks), so a cache of any affordable
+    size would rarely hit. Reading the next batch in a background thread did not pay either (measured on CPU: the
+    ELM's C++ kernels keep the GIL while they run).
 
     Attributes:
         store: the store read from.
@@ -264,15 +265,10 @@ class WindowSampler:
     starts from ``skip_ms .. n_time − window_ms``. The draws depend on the seed and the data's sizes only, so
     :class:`NeuronIOArrays` and :class:`LazyNeuronIO` of one store give the same batches. The generator's state can
     be saved and restored (:attr:`state`), so resumed training continues the same sequence of windows.
-
-    With ``prefetch``, handing out a batch draws the next one and starts assembling it in a background thread, so
-    reading it from disk overlaps the training step on the current one. Draws stay in the caller's thread and in
-    the same order, so the batches do not change; :attr:`state` is the state before the prefetched draw, so a
-    checkpoint resumes with the batch that was prefetched but never handed out. :meth:`close` ends the thread.
     """
 
     def __init__(self, data: NeuronIOData, batch_size: int, window_ms: int = WINDOW_MS,
-                 skip_ms: int | None = None, seed: int | np.random.SeedSequence = 0, prefetch: bool = False):
+                 skip_ms: int | None = None, seed: int | np.random.SeedSequence = 0):
         self.skip_ms = default_skip_ms(data.n_time, window_ms) if skip_ms is None else skip_ms
         check_window(data.n_time, window_ms, 0, self.skip_ms)
         if batch_size <= 0:
@@ -281,17 +277,14 @@ class WindowSampler:
         self.batch_size = batch_size
         self.window_ms = window_ms
         self.rng = np.random.default_rng(seed)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="window-prefetch") if prefetch else None
-        self._pending: tuple[dict, Future] | None = None  # (generator state before its draw, the batch being made)
 
     @property
     def state(self) -> dict:
-        """The generator's state after the last batch handed out (JSON-serialisable)."""
-        return self._pending[0] if self._pending is not None else self.rng.bit_generator.state
+        """The generator's state (JSON-serialisable)."""
+        return self.rng.bit_generator.state
 
     @state.setter
     def state(self, value: dict) -> None:
-        self._discard_pending()
         self.rng.bit_generator.state = value
 
     def draw(self) -> tuple[np.ndarray, np.ndarray]:
@@ -313,30 +306,7 @@ class WindowSampler:
 
     def batch(self) -> Batch:
         """The next batch of windows (CPU tensors)."""
-        if self._executor is None:
-            return self.windows(*self.draw())
-        if self._pending is None:
-            self._pending = self._submit()
-        batch = self._pending[1].result()
-        self._pending = self._submit()
-        return batch
-
-    def _submit(self) -> tuple[dict, Future]:
-        before = self.rng.bit_generator.state
-        return before, self._executor.submit(self.windows, *self.draw())
-
-    def _discard_pending(self) -> None:
-        """Forget the prefetched batch and rewind the generator to before its draw."""
-        if self._pending is not None:
-            self.rng.bit_generator.state = self._pending[0]
-            self._pending = None
-
-    def close(self) -> None:
-        """Stop prefetching (waits for a read in flight); later batches are made in the caller's thread."""
-        self._discard_pending()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        return self.windows(*self.draw())
 
     def __iter__(self):
         while True:

@@ -10,8 +10,7 @@ validation loss are kept as an independent copy.
 
 Data: in memory, or with ``data_mode = "lazy"`` read from the stores on demand (a window per draw, a few whole
 simulations per validation batch); see :func:`choose_data_mode` for "auto". Both modes train bit-identical models
-(the windows drawn do not depend on the mode), so a resumed run may change it. The next batch is prepared in a
-background thread while the model trains on the current one.
+(the windows drawn do not depend on the mode), so a resumed run may change it.
 
 Data parallel: every process holds (or reads) the training data, draws its own windows from a generator seeded by
 (seed, rank) and trains the same model (DDP averages gradients), so one step sees world_size × batch_size
@@ -373,7 +372,7 @@ class _Trainer:
         self.total_steps = cfg.epochs * cfg.batches_per_epoch
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps, eta_min=0.0)
         self.sampler = WindowSampler(self.train_data, cfg.batch_size, cfg.window_ms, cfg.skip_ms,
-                                     np.random.SeedSequence([cfg.seed, d.rank]), prefetch=True)
+                                     np.random.SeedSequence([cfg.seed, d.rank]))
         self.epoch, self.next_batch, self.step = 0, 0, 0
         self.history: list[dict] = []
         self.best: dict | None = None  # {"epoch", "metrics", "state"}
@@ -575,14 +574,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             resolved = dataclasses.replace(TrainConfig.from_dict(checkpoint["config"]),
                                            **{k: getattr(resolved, k) for k in RUNTIME_FIELDS})
         trainer = _Trainer(resolved, model, d, stores, checkpoint, progress)
-        try:
-            if d.active:
-                dist.barrier()  # every process has checked the run directory before rank 0 writes into it
-            if d.main:
-                Path(resolved.out).mkdir(parents=True, exist_ok=True)
-            trainer.run()
-        finally:
-            trainer.sampler.close()
+        if d.active:
+            dist.barrier()  # every process has checked the run directory before rank 0 writes into it
+        if d.main:
+            Path(resolved.out).mkdir(parents=True, exist_ok=True)
+        trainer.run()
         return Path(resolved.out)
     finally:
         if d.active and dist.is_initialized():
