@@ -110,11 +110,10 @@ def _read_targets(store: NeuronIOStore, positions: np.ndarray) -> dict:
 
 
 @dataclass
-class NeuronIOArrays:
-    """One store held in memory as the arrays training needs.
+class _Targets:
+    """What both data sources hold in memory: everything but the input spikes.
 
     Attributes:
-        spikes: uint8 [n_sims, n_time, n_syn] input spike counts per 1 ms bin (unsigned; kept compact).
         signs: int8 [n_syn] +1 excitatory, −1 inhibitory.
         soma_mv: float32 [n_sims, n_time] somatic voltage in mV.
         spike_labels: bool [n_sims, n_time] output spike per bin.
@@ -122,7 +121,6 @@ class NeuronIOArrays:
         sim_ids: int64 [n_sims] the store's simulation indices.
     """
 
-    spikes: np.ndarray
     signs: np.ndarray
     soma_mv: np.ndarray
     spike_labels: np.ndarray
@@ -131,15 +129,26 @@ class NeuronIOArrays:
 
     @property
     def n_sims(self) -> int:
-        return self.spikes.shape[0]
+        return self.soma_mv.shape[0]
 
     @property
     def n_time(self) -> int:
-        return self.spikes.shape[1]
+        return self.soma_mv.shape[1]
 
     @property
     def n_synapses(self) -> int:
-        return self.spikes.shape[2]
+        return self.signs.shape[0]
+
+
+@dataclass
+class NeuronIOArrays(_Targets):
+    """One store held in memory as the arrays training needs.
+
+    Attributes (besides the targets of :class:`_Targets`):
+        spikes: uint8 [n_sims, n_time, n_syn] input spike counts per 1 ms bin (unsigned; kept compact).
+    """
+
+    spikes: np.ndarray
 
     def input_windows(self, sims: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
         """uint8 [B, length, n_syn] spikes of simulations ``sims`` [B] (positions in this data) from ``starts``
@@ -164,7 +173,7 @@ class NeuronIOArrays:
 
 
 @dataclass
-class LazyNeuronIO:
+class LazyNeuronIO(_Targets):
     """One store whose input spikes stay on disk: the interface of :class:`NeuronIOArrays` without ``spikes``.
 
     Input spikes (1 byte per ms and synapse) are read when asked for, through
@@ -179,31 +188,13 @@ class LazyNeuronIO:
     size would rarely hit. Reading the next batch in a background thread did not pay either (measured on CPU: the
     ELM's C++ kernels keep the GIL while they run).
 
-    Attributes:
+    Attributes (besides the targets of :class:`_Targets`):
         store: the store read from.
         positions: int64 [n_sims] the store positions of this data's simulations.
-        signs, soma_mv, spike_labels, spike_times_ms, sim_ids: as in :class:`NeuronIOArrays`.
     """
 
     store: NeuronIOStore
     positions: np.ndarray
-    signs: np.ndarray
-    soma_mv: np.ndarray
-    spike_labels: np.ndarray
-    spike_times_ms: list[np.ndarray]
-    sim_ids: np.ndarray
-
-    @property
-    def n_sims(self) -> int:
-        return self.soma_mv.shape[0]
-
-    @property
-    def n_time(self) -> int:
-        return self.soma_mv.shape[1]
-
-    @property
-    def n_synapses(self) -> int:
-        return self.signs.shape[0]
 
     def input_windows(self, sims: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
         """uint8 [B, length, n_syn] spikes of simulations ``sims`` [B] (positions in this data) from ``starts`` [B]
