@@ -3,6 +3,7 @@
 A run directory holds
     ``config.json``    the TrainConfig as a dict (model kind, full model_config, data paths, seed, …);
     ``metrics.json``   status, best and last validation metrics, epochs, steps, wall time, num_params,
+                       data_mode (in memory or lazy, what was asked, the in-memory size and RAM in bytes),
                        provenance (code, run-config hash, and each store's provenance and config hash);
     ``history.json``   one record per validation: epoch, step, train/valid loss, valid AUC, soma RMSE (mV), lr;
     ``model.pt``       the best weights (state_dict, by validation loss);
