@@ -50,3 +50,18 @@ def test_config_overrides_and_width():
 def test_errors_name_the_problem(kind, config, message):
     with pytest.raises(ValueError, match=message):
         build_model(kind, config)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_forward_and_backward_stay_on_the_model_device(kind):
+    """Every model, the fast ELM path included, runs forward and backward on a device that is not the CPU.
+
+    No GPU here: the "meta" device (shapes only) stands in, so any tensor created on the CPU inside forward or
+    backward (what would break CUDA runs) raises a device mismatch.
+    """
+    model = build_model(kind).to("meta")
+    x = torch.zeros(2, 30, model_input_width(model), device="meta")
+    y = model(x)
+    y.sum().backward()
+    assert y.device.type == "meta" and y.shape == (2, 30, 2)
+    assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.parameters() if p.requires_grad)
