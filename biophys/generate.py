@@ -47,6 +47,7 @@ import pandas as pd
 
 from biophys import dataset
 from biophys.atomic import write_text_atomic
+from biophys.configkeys import field_names, refuse_unknown_keys
 from biophys.inputs import InputConfig, draw_inputs, n_bins
 from biophys.inspect_store import data_problems, planned_sims_problems
 from biophys.provenance import provenance
@@ -127,7 +128,7 @@ class GenerateConfig:
             ValueError: unknown keys (named with their section) or invalid values.
         """
         sections = {"cell": CellConfig, "sim": SimConfig, "inputs": InputConfig}
-        _refuse_unknown("config", data, {f.name for f in dataclasses.fields(cls)})
+        refuse_unknown_keys(data, field_names(cls), "config")
         kwargs = {k: v for k, v in data.items() if k not in sections}
         for name, section_cls in sections.items():
             section = data.get(name, {})
@@ -135,7 +136,7 @@ class GenerateConfig:
                 raise ValueError(f"config section [{name}] must be a table of keys, got {section!r}")
             if name == "sim":
                 section = {**DATASET_SIM_DEFAULTS, **section}
-            _refuse_unknown(f"section [{name}]", section, {f.name for f in dataclasses.fields(section_cls)})
+            refuse_unknown_keys(section, field_names(section_cls), f"section [{name}]")
             kwargs[name] = section_cls(**_match_default_types(section_cls, section))
         return cls(**kwargs)
 
@@ -173,12 +174,6 @@ class Execution:
             raise ValueError("a scheduler address needs --backend dask")
 
 
-def _refuse_unknown(where: str, data: dict, known: set[str]) -> None:
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(known)}")
-
-
 def _match_default_types(cls, data: dict) -> dict:
     """Whole numbers given for float fields become floats, so that equal configs serialise identically."""
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
@@ -209,7 +204,7 @@ def load_config(path: str | Path) -> tuple[GenerateConfig, Execution]:
     try:
         if not isinstance(execution, dict):
             raise ValueError("section [execution] must be a table of keys")
-        _refuse_unknown("section [execution]", execution, {f.name for f in dataclasses.fields(Execution)})
+        refuse_unknown_keys(execution, field_names(Execution), "section [execution]")
         return GenerateConfig.from_dict(data), Execution(**execution)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config {path}: {exc}") from exc
