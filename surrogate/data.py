@@ -185,8 +185,9 @@ class LazyNeuronIO(_Targets):
     A window costs about 2 ms to read at 1278 synapses (decompressing one or two 1.3 MB chunks, and Zarr's
     overhead; ``benchmarks/data_speed.py``). Decompressed chunks are not cached: random windows of a store too large
     for memory revisit a chunk with a probability of (cached chunks) / (all chunks), so a cache of any affordable
-    size would rarely hit. Reading the next batch in a background thread did not pay either (measured on CPU: the
-    ELM's C++ kernels keep the GIL while they run).
+    size would rarely hit. Reading the next batch in the background did not pay enough to keep either (2 CPU
+    cores, Branch-ELM step): a thread took 41 → 36 ms, as Zarr's reading runs mostly in Python under the GIL; a
+    reader process none, as it competes for the same cores.
 
     Attributes (besides the targets of :class:`_Targets`):
         store: the store read from.
