@@ -186,7 +186,7 @@ class LazyNeuronIO(_Targets):
     overhead; ``benchmarks/data_speed.py``). Decompressed chunks are not cached: random windows of a store too large
     for memory revisit a chunk with a probability of (cached chunks) / (all chunks), so a cache of any affordable
     size would rarely hit. Reading the next batch in the background did not pay enough to keep either (2 CPU
-    cores, Branch-ELM step): a thread took 41 → 36 ms, as Zarr's reading runs mostly in Python under the GIL; a
+    cores, Branch-ELM step): a thread took 41 → 36 ms (Zarr reads largely in Python, under the GIL, it seems); a
     reader process none, as it competes for the same cores.
 
     Attributes (besides the targets of :class:`_Targets`):
