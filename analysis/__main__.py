@@ -15,7 +15,7 @@ import torch
 
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
-from biophys.atomic import write_text_atomic
+from conventions.atomic import write_text_atomic
 
 EXIT_USAGE = 2
 

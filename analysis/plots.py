@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from biophys.atomic import replace_atomically
+from conventions.atomic import replace_atomically
 
 EXC_COLOR = "#c0392b"
 INH_COLOR = "#2166ac"

@@ -14,9 +14,9 @@ import numpy as np
 
 from analysis import learned, metrics, plots
 from analysis.evaluate import AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store
-from biophys.atomic import write_text_atomic
+from conventions.atomic import write_text_atomic
 from biophys.dataset import NeuronIOStore
-from biophys.provenance import git_commit
+from conventions.provenance import git_commit
 from surrogate.data import NeuronIOArrays
 
 FIGURES_DIR = "figures"

@@ -52,10 +52,10 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from biophys.atomic import temporary_sibling
+from conventions.atomic import temporary_sibling
+from conventions.signals import DT_MS, spike_bins
 
 SCHEMA_VERSION = 1
-DT_MS = 1.0
 
 #: Per-synapse metadata columns, name → dtype. Stored as coordinates ``synapse_<name>``.
 SYNAPSE_COLUMNS: dict[str, str] = {
@@ -77,23 +77,6 @@ REQUIRED_VARIABLES = ("input_spikes", "soma_voltage", "output_spikes", "output_s
 
 class StoreError(ValueError):
     """A store is missing, incomplete, corrupt, or does not match what the caller expects."""
-
-
-def spike_bins(spike_times_ms: np.ndarray, n_time: int) -> np.ndarray:
-    """Per-bin output spike labels.
-
-    Args:
-        spike_times_ms: float [n] output spike times in ms.
-        n_time: number of 1 ms bins.
-    Returns:
-        bool [n_time]; bin ``int(t − 0.5)`` of each spike is True (the convention of the NeuronIO releases,
-        i.e. the bin whose centre-to-centre window holds the spike peak).
-    """
-    labels = np.zeros(n_time, dtype=bool)
-    idx = np.asarray(spike_times_ms, dtype=np.float64) - 0.5
-    idx = idx[np.isfinite(idx)].astype(np.int64)
-    labels[idx[(idx >= 0) & (idx < n_time)]] = True
-    return labels
 
 
 def _synapse_coords(synapses: pd.DataFrame) -> dict[str, tuple[str, np.ndarray]]:

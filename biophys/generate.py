@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 
 from biophys import dataset
-from biophys.atomic import write_text_atomic
-from biophys.configkeys import field_names, refuse_unknown_keys
+from conventions.atomic import write_text_atomic
+from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.inputs import InputConfig, draw_inputs, n_bins
 from biophys.inspect_store import data_problems, planned_sims_problems
-from biophys.provenance import provenance
+from conventions.provenance import provenance
 from biophys.simulator import CellConfig, SimConfig
 
 #: The simulator class a worker builds, as "module:attribute"; it takes (CellConfig, SimConfig).

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from biophys.dataset import NeuronIOStore, StoreError, open_dataset, spike_bins
+from biophys.dataset import NeuronIOStore, StoreError, open_dataset
+from conventions.signals import spike_bins
 
 
 def data_problems(ds: xr.Dataset) -> list[str]:
     """Problems found by reading every value of ``ds`` (an opened store), one simulation at a time.
 
     Returns an empty list when all chunks decode, somatic voltages are finite, the per-bin labels equal
-    :func:`~biophys.dataset.spike_bins` of the exact spike times and the time axis is 0, 1, 2, … ms.
+    :func:`~conventions.signals.spike_bins` of the exact spike times and the time axis is 0, 1, 2, … ms.
     """
     problems = []
     n_time = ds.sizes["time"]

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conventions import cache as conventions_cache
+
 REGIONS = ("soma", "basal", "apical", "axon")
 DENDRITIC_REGIONS = ("basal", "apical")
 #: Section name prefix per region, as Import3d names them.
@@ -45,7 +47,6 @@ CELL1_SHA256 = "a8afc0925afec1dd9241528ee6ccfdcb1c321904d876835990592c2573567383
 CELL1_URL = "https://modeldb.science/getModelFile?model=139653&file=/L5bPCmodelsEH/morphologies/cell1.asc"
 #: The recording site called "nexus" in the NeuronIO data, on cell1.asc.
 CELL1_NEXUS = ("apic[50]", 0.9)
-CACHE_ENV = "NEURONCOMPUTE_CACHE"
 
 SYNTHETIC_VERSION = "synthetic-l5pc/1"
 BALL_AND_STICK_VERSION = "ball-and-stick/1"
@@ -316,9 +317,7 @@ def _check_asc(path: Path, text: str) -> None:
 
 def cache_dir() -> Path:
     """``$NEURONCOMPUTE_CACHE/morphologies``, else ``~/.cache/neuroncompute/morphologies``."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "neuroncompute"
-    return base / "morphologies"
+    return conventions_cache.cache_dir("morphologies")
 
 
 def resolve_morphology(name: str, path: str | None) -> Path | Morphology:

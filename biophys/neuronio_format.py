@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from biophys import dataset
-from biophys.provenance import provenance
+from conventions.provenance import provenance
 
 TREES = ("basal", "apical")
 _SIMS_KEY = "listOfSingleSimulationDicts"

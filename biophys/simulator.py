@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from biophys import l5pc, morphology, synapses
-from biophys.configkeys import field_names, refuse_unknown_keys
+from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.morphology import Morphology, MorphologyError, SectionGeometry
 
 HIRES_DT_MS = 0.125  # 8 kHz: the grid on which output spikes are detected
@@ -722,7 +722,7 @@ def register_cli(subparsers) -> None:
 
 def _simulate_command(args: argparse.Namespace) -> int:
     from biophys import dataset
-    from biophys.provenance import provenance as code_provenance
+    from conventions.provenance import provenance as code_provenance
 
     cell = CellConfig(args.cell, args.morphology, args.synapse_model)
     sim_config = SimConfig(dt_ms=args.dt_ms, method=args.method, celsius_degC=args.celsius,

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from biophys.atomic import write_text_atomic
-from biophys.configkeys import field_names, refuse_unknown_keys
+from conventions.atomic import write_text_atomic
+from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.morphology import Morphology, nseg_for_length, section_start_distances, segment_name
 from biophys.simulator import HIRES_DT_MS
 

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from conventions.cache import cache_dir
+
 log = logging.getLogger(__name__)
 
 DELTA_M_AMPLITUDE = 1.7159  # LeCun's scaled tanh, 1.7159 tanh(2x/3): unit gain and slope near the origin
@@ -610,9 +612,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
 def _cache_dir() -> Path:
     """``$NEURONCOMPUTE_CACHE/torch_extensions``, else ``~/.cache/neuroncompute/torch_extensions``."""
-    root = os.environ.get("NEURONCOMPUTE_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "neuroncompute"
-    return base / "torch_extensions"
+    return cache_dir("torch_extensions")
 
 
 @functools.cache

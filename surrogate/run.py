@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from biophys.atomic import replace_atomically
+from conventions.atomic import replace_atomically
 from surrogate.models import build_model
 
 CONFIG_FILE = "config.json"

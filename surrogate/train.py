@@ -38,9 +38,9 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from biophys.configkeys import field_names, refuse_unknown_keys
+from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.dataset import NeuronIOStore, StoreError
-from biophys.provenance import provenance
+from conventions.provenance import provenance
 from surrogate import run as rundir
 from surrogate.data import (BURN_IN_MS, WINDOW_MS, LazyNeuronIO, NeuronIOArrays, NeuronIOData, WindowSampler,
                             check_window, clip_soma, default_skip_ms, in_memory_nbytes, predict_arrays,

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from conventions.cache import cache_dir
+
 MECHANISM_DIR = Path(__file__).resolve().parent
-CACHE_ENV = "NEURONCOMPUTE_CACHE"
 # Any mechanism defined here works as the probe; this one is present on every cell section.
 PROBE_MECHANISM = "NaTs2_t"
 _LIBRARY_STEM = "libnrnmech"
@@ -77,9 +78,7 @@ def mechanism_hash(source_dir: Path | None = None) -> str:
 
 def default_cache_dir() -> Path:
     """``$NEURONCOMPUTE_CACHE/mechanisms``, else ``~/.cache/neuroncompute/mechanisms``."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "neuroncompute"
-    return base / "mechanisms"
+    return cache_dir("mechanisms")
 
 
 def find_library(build_dir: Path) -> Path | None:

@@ -9,7 +9,8 @@ import torch
 from scipy.signal import lfilter
 
 from analysis import ablation
-from biophys.dataset import NeuronIOStore, spike_bins
+from biophys.dataset import NeuronIOStore
+from conventions.signals import spike_bins
 from surrogate.models import build_model
 from surrogate.train import ConfigError, TrainConfig
 

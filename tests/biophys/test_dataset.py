@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from conventions.signals import spike_bins
 from biophys import dataset
 from fakes import fake_dataset, fake_store, fake_synapses
 
@@ -18,7 +19,7 @@ def test_round_trip_identical(tmp_path):
 
 
 def test_spike_bins_convention():
-    labels = dataset.spike_bins(np.array([0.4, 10.7, 10.3, 99.9, 250.0]), 100)
+    labels = spike_bins(np.array([0.4, 10.7, 10.3, 99.9, 250.0]), 100)
     # int(t − 0.5) truncates toward zero: 0.4 → 0, 10.3 → 9, 10.7 → 10, 99.9 → 99; 250 ms is past the end
     assert np.flatnonzero(labels).tolist() == [0, 9, 10, 99]
 

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+from conventions.cache import CACHE_ENV
 from biophys import l5pc
 from biophys import morphology as mo
 from biophys.l5pc import BiophysicsError
@@ -91,7 +92,7 @@ def test_synthetic_l5pc_builds_and_rests(monkeypatch, tmp_path):
     # The cache variable also locates the compiled mechanisms: load them from the real cache first, so that
     # only the morphology lookup sees the empty cache (no cached cell1.asc: the synthetic cell is used).
     load_mechanisms()
-    monkeypatch.setenv(mo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with CellSimulator(CellConfig(), SimConfig()) as sim:
         assert sim.provenance()["morphology"]["kind"] == "synthetic"
         assert 550 <= sim.n_synapses // 2 <= 650

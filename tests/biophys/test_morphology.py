@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from conventions.cache import CACHE_ENV
 from biophys import morphology as mo
 from biophys import synapses
 from biophys.morphology import MorphologyError
@@ -132,7 +133,7 @@ def test_bad_files_raise_clear_errors(tmp_path, name, text, message):
 
 
 def test_resolve_order(tmp_path, monkeypatch):
-    monkeypatch.setenv(mo.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert mo.cache_dir() == tmp_path / "cache" / "morphologies"
     assert mo.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
     assert mo.resolve_morphology("ball-and-stick", None).provenance["kind"] == "ball-and-stick"
@@ -149,7 +150,7 @@ def test_resolve_order(tmp_path, monkeypatch):
 
 
 def test_resolve_uses_cached_cell1(tmp_path, monkeypatch, shared_data):
-    monkeypatch.setenv(mo.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     cached = mo.cache_dir() / mo.CELL1_NAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes((shared_data / "morphologies" / "cell1.asc").read_bytes())

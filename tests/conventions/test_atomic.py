@@ -1,6 +1,6 @@
 import pytest
 
-from biophys.atomic import replace_atomically, write_text_atomic
+from conventions.atomic import replace_atomically, write_text_atomic
 
 
 def test_write_replaces_whole_file(tmp_path):

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from biophys.configkeys import field_names, refuse_unknown_keys
+from conventions.configkeys import field_names, refuse_unknown_keys
 
 
 @dataclass
