@@ -24,7 +24,7 @@ import numpy as np
 from biophys import morphology, synapses
 from biophys.generate import Execution, GenerateConfig, generate, input_segments
 from biophys.inputs import InputConfig, draw_inputs
-from biophys.simulator import CellConfig
+from biophys.config import CellConfig
 
 
 def generation_rate(cfg: GenerateConfig, workers: int, root: Path) -> dict:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from biophys.inputs import InputConfig, draw_inputs
-from biophys.simulator import CellConfig, CellSimulator, SimConfig, read_inputs
+from biophys.config import CellConfig, SimConfig
+from biophys.simulator import CellSimulator, read_inputs
 from biophys.validate import compare_traces
 
 REPO = Path(__file__).resolve().parents[1]

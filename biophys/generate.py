@@ -51,7 +51,7 @@ from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.inputs import InputConfig, draw_inputs, n_bins
 from biophys.inspect_store import data_problems, planned_sims_problems
 from conventions.provenance import provenance
-from biophys.simulator import CellConfig, SimConfig
+from biophys.config import CellConfig, SimConfig
 
 #: The simulator class a worker builds, as "module:attribute"; it takes (CellConfig, SimConfig).
 DEFAULT_SIMULATOR = "biophys.simulator:CellSimulator"
@@ -80,8 +80,8 @@ class GenerateConfig:
     """What to simulate. Field names are the keys of the config file and of the ``config`` stored with the data.
 
     Attributes:
-        cell: which cell (see :class:`biophys.simulator.CellConfig`).
-        sim: how to integrate and what to record (see :class:`biophys.simulator.SimConfig`, incl.
+        cell: which cell (see :class:`biophys.config.CellConfig`).
+        sim: how to integrate and what to record (see :class:`biophys.config.SimConfig`, incl.
             ``record_dendrites``).
         inputs: the input protocol (see :class:`biophys.inputs.InputConfig`).
         duration_ms: length of every simulation in ms (whole ms).

@@ -26,11 +26,10 @@ import numpy as np
 import pandas as pd
 
 from biophys import l5pc, morphology, synapses
-from conventions.configkeys import field_names, refuse_unknown_keys
+from biophys.config import CellConfig, SimConfig
+from conventions.signals import DT_MS, HIRES_DT_MS
 from biophys.morphology import Morphology, MorphologyError, SectionGeometry
 
-HIRES_DT_MS = 0.125  # 8 kHz: the grid on which output spikes are detected
-LOWRES_DT_MS = 1.0   # the dataset's time bin
 #: Import3d's section-list attribute → region.
 _IMPORT3D_LISTS = {"soma": "soma", "dend": "basal", "apic": "apical", "axon": "axon"}
 
@@ -42,76 +41,6 @@ _EPSC_SAMPLE_MS = 0.025  # the EPSC waveform's sampling step (NEURON interpolate
 
 class SimulationError(RuntimeError):
     """Building, running or tearing down the NEURON model failed (the message says which and why)."""
-
-
-@dataclass
-class CellConfig:
-    """Which cell to build. JSON keys == field names.
-
-    Attributes:
-        name: "l5pc" (the full cell) or "ball-and-stick" (a tiny demo/test cell with the same biophysics).
-        morphology: path to a .asc/.swc file; None = automatic (cached cell1.asc if present, else the
-            synthetic L5PC; always the built-in geometry for "ball-and-stick").
-        synapse_model: excitatory synapse kind, "ampa_nmda" or "ampa".
-    """
-
-    name: str = "l5pc"
-    morphology: str | None = None
-    synapse_model: str = "ampa_nmda"
-
-    def __post_init__(self):
-        if self.name not in ("l5pc", "ball-and-stick"):
-            raise ValueError(f"CellConfig.name must be 'l5pc' or 'ball-and-stick', got {self.name!r}")
-        if self.synapse_model not in synapses.EXCITATORY_MODELS:
-            raise ValueError(f"CellConfig.synapse_model must be one of {synapses.EXCITATORY_MODELS}, "
-                             f"got {self.synapse_model!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CellConfig":
-        return _from_dict(cls, data)
-
-
-@dataclass
-class SimConfig:
-    """How to integrate. JSON keys == field names.
-
-    Attributes:
-        dt_ms: fixed time step (ms); with "fixed" it must be 1/n ms for a whole n (0.025, 0.05, 0.0625, 0.1, ...),
-            so that the dataset's 1 ms bins fall on steps; the 0.125 ms somatic grid is interpolated linearly
-            between steps.
-        method: "fixed" (backward Euler / Crank–Nicolson) or "cvode" (variable step).
-        secondorder: NEURON's ``secondorder`` (0 = backward Euler, 2 = Crank–Nicolson) for "fixed".
-        celsius_degC: temperature; enters only the Nernst calcium reversal (channel rates use a fixed qt).
-        v_init_mV: initial membrane potential.
-        cvode_atol: absolute tolerance for "cvode".
-        spike_threshold_mV: output spikes are local maxima of the 8 kHz somatic trace above this.
-        record_dendrites: also record every dendritic segment's voltage at 1 ms.
-    """
-
-    dt_ms: float = 0.025
-    method: str = "fixed"
-    secondorder: int = 0
-    celsius_degC: float = 6.3
-    v_init_mV: float = -76.0
-    cvode_atol: float = 1e-3
-    spike_threshold_mV: float = -25.0
-    record_dendrites: bool = False
-
-    def __post_init__(self):
-        if self.method not in ("fixed", "cvode"):
-            raise ValueError(f"SimConfig.method must be 'fixed' or 'cvode', got {self.method!r}")
-        if self.secondorder not in (0, 1, 2):
-            raise ValueError(f"SimConfig.secondorder must be 0, 1 or 2, got {self.secondorder}")
-        if self.dt_ms <= 0 or self.cvode_atol <= 0:
-            raise ValueError("SimConfig.dt_ms and cvode_atol must be > 0")
-        steps = LOWRES_DT_MS / self.dt_ms
-        if self.method == "fixed" and abs(steps - round(steps)) > 1e-9:
-            raise ValueError(f"SimConfig.dt_ms = {self.dt_ms} must be 1/n ms for a whole number n (e.g. 0.025, "
-                             f"0.05, 0.0625, 0.1), so that the {LOWRES_DT_MS:g} ms dataset bins fall on time steps")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SimConfig":
-        return _from_dict(cls, data)
 
 
 @dataclass
@@ -421,11 +350,11 @@ class CellSimulator:
         self._step_vectors["soma"] = _recording(h, soma._ref_v, None)
         if self.morphology.nexus is not None:
             section, x = self.morphology.nexus
-            self._vectors["nexus"] = _recording(h, self._sections[section](x)._ref_v, LOWRES_DT_MS)
+            self._vectors["nexus"] = _recording(h, self._sections[section](x)._ref_v, DT_MS)
         if self.sim.record_dendrites:
             for row in self._dendritic.itertuples(index=False):
                 seg = self._sections[row.section](row.x)
-                self._dend_vectors.append(_recording(h, seg._ref_v, LOWRES_DT_MS))
+                self._dend_vectors.append(_recording(h, seg._ref_v, DT_MS))
 
     # --- running -----------------------------------------------------------------------------------------------
 
@@ -540,7 +469,7 @@ class CellSimulator:
     def _hires(self, key: str, duration_ms: int) -> np.ndarray:
         """float32 [8·duration_ms]: recording ``key`` at t = 0, 0.125, ..., duration_ms − 0.125 ms of the last
         run (linear interpolation between fixed steps; CVode's own interpolation under CVode)."""
-        n = duration_ms * int(round(LOWRES_DT_MS / HIRES_DT_MS))
+        n = duration_ms * int(round(DT_MS / HIRES_DT_MS))
         if self.sim.method == "cvode":
             values = self._vectors[key].as_numpy()
             if values.size < n:
@@ -554,7 +483,7 @@ class CellSimulator:
         return np.interp(np.arange(n) * HIRES_DT_MS, t, values).astype(np.float32)
 
     def _collect(self, duration_ms: int) -> SimResult:
-        per_ms = int(round(LOWRES_DT_MS / HIRES_DT_MS))
+        per_ms = int(round(DT_MS / HIRES_DT_MS))
         soma_hi = self._hires("soma", duration_ms)
         nexus = None
         if "nexus" in self._vectors:
@@ -631,12 +560,6 @@ def _first(vector, n: int, what: str) -> np.ndarray:
     if values.size < n:
         raise SimulationError(f"recorded {values.size} {what} samples, expected {n}")
     return values[:n].copy()
-
-
-def _from_dict(cls, data: dict):
-    """Build a config dataclass from its JSON dict, refusing unknown keys."""
-    refuse_unknown_keys(data, field_names(cls), cls.__name__)
-    return cls(**data)
 
 
 # --- command line ----------------------------------------------------------------------------------------------

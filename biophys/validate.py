@@ -25,7 +25,7 @@ import numpy as np
 from conventions.atomic import write_text_atomic
 from conventions.configkeys import field_names, refuse_unknown_keys
 from biophys.morphology import Morphology, nseg_for_length, section_start_distances, segment_name
-from biophys.simulator import HIRES_DT_MS
+from conventions.signals import HIRES_DT_MS
 
 #: eFEL features of a step response; names and definitions are eFEL's (AP height = peak voltage, AP width at
 #: the threshold level, AHP depth = absolute minimum between spikes).
@@ -393,7 +393,7 @@ def validate_cell(cell_config=None, sim_config=None, protocols: tuple[str, ...] 
     """Build the cell once, run the chosen protocols and return a JSON-serialisable result.
 
     Args:
-        cell_config, sim_config: :class:`~biophys.simulator.CellConfig` / ``SimConfig`` (defaults if None).
+        cell_config, sim_config: :class:`~biophys.config.CellConfig` / ``SimConfig`` (defaults if None).
         protocols: a subset of :data:`PROTOCOLS`.
         config: the protocol numbers (defaults if None).
     Returns:
@@ -457,7 +457,7 @@ def register_cli(subparsers) -> None:
 
 def _validate_command(args: argparse.Namespace) -> int:
     from biophys.morphology import MorphologyError, check_morphology_file
-    from biophys.simulator import CellConfig, SimConfig
+    from biophys.config import CellConfig, SimConfig
 
     if args.morphology is not None and not Path(args.morphology).is_file():
         print(f"error: morphology file {args.morphology} does not exist", file=sys.stderr)

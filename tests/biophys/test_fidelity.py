@@ -97,7 +97,8 @@ def _env_with_repo_on_path() -> dict:
 @pytest.fixture(scope="module")
 def cell1(shared_data):
     """The full cell on cell1.asc, built once for the current steps and closed at the end of the module."""
-    from biophys.simulator import CellConfig, CellSimulator, SimConfig
+    from biophys.config import CellConfig, SimConfig
+    from biophys.simulator import CellSimulator
 
     sim = CellSimulator(CellConfig(morphology=str(shared_data / "morphologies" / "cell1.asc")), SimConfig())
     yield sim

@@ -16,7 +16,8 @@ from biophys import dataset, generate
 from biophys.generate import Execution, GenerateConfig, GenerateError, Task, load_config, plan_tasks
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.inspect_store import store_problems
-from biophys.simulator import CellConfig, SimConfig, SimResult
+from biophys.config import CellConfig, SimConfig
+from biophys.simulator import SimResult
 from fakes import fake_dataset, fake_synapses
 
 REPO = Path(__file__).resolve().parents[2]

@@ -85,7 +85,8 @@ def test_plan_on_ball_and_stick_uses_region_rules_and_distal_end_values():
 @pytest.mark.neuron
 def test_synthetic_l5pc_builds_and_rests(monkeypatch, tmp_path):
     """Runs before the module-scoped cell1 exists (one CellSimulator per process)."""
-    from biophys.simulator import CellConfig, CellSimulator, SimConfig
+    from biophys.config import CellConfig, SimConfig
+    from biophys.simulator import CellSimulator
 
     from biophys.mechanisms.build import load_mechanisms
 
@@ -102,7 +103,8 @@ def test_synthetic_l5pc_builds_and_rests(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def cell1(shared_data):
-    from biophys.simulator import CellConfig, CellSimulator, SimConfig
+    from biophys.config import CellConfig, SimConfig
+    from biophys.simulator import CellSimulator
 
     sim = CellSimulator(CellConfig(morphology=str(shared_data / "morphologies" / "cell1.asc")), SimConfig())
     yield sim

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from biophys import simulator
-from biophys.simulator import CellConfig, CellSimulator, SimConfig, SimulationError
+from biophys.config import CellConfig, SimConfig
+from biophys.simulator import CellSimulator, SimulationError
+from conventions.signals import HIRES_DT_MS
 
 pytestmark = pytest.mark.neuron
 
@@ -32,7 +34,7 @@ def test_ball_and_stick_runs_and_spikes():
     assert result.soma_mV[0] == pytest.approx(-76.0)
     assert len(result.spike_times_ms) >= 1
     for t in result.spike_times_ms:
-        i = int(round(t / simulator.HIRES_DT_MS))
+        i = int(round(t / HIRES_DT_MS))
         assert result.soma_hires_mV[i] > -25.0
         assert result.soma_hires_mV[i] >= result.soma_hires_mV[i - 1]
 
@@ -65,7 +67,7 @@ def test_spike_at_t0_is_delivered_like_any_other():
         late = [np.array([20.0]) if i == 3 else np.zeros(0) for i in range(54)]
         early_v = sim.run_spike_times(at0, 80).soma_hires_mV
         late_v = sim.run_spike_times(late, 80).soma_hires_mV
-    shift = int(20 / simulator.HIRES_DT_MS)
+    shift = int(20 / HIRES_DT_MS)
     epsp0 = early_v[:-shift] - rest[:-shift]
     epsp20 = late_v[shift:] - rest[shift:]
     assert epsp0.max() > 0.05  # a visible EPSP (mV)

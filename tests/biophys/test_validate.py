@@ -156,7 +156,7 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def cell1_validation(shared_data):
     """validate_cell on cell1.asc with the reference's 1 s steps (0.5 / 0.8 / 1.0 nA), once for the module."""
-    from biophys.simulator import CellConfig, SimConfig
+    from biophys.config import CellConfig, SimConfig
     from biophys.validate import validate_cell
 
     morphology = shared_data / "morphologies" / "cell1.asc"
