@@ -19,8 +19,10 @@ class CellConfig:
 
     Attributes:
         name: "l5pc" (the full cell) or "ball-and-stick" (a tiny demo/test cell with the same biophysics).
-        morphology: path to a .asc/.swc file; None = automatic (cached cell1.asc if present, else the
-            synthetic L5PC; always the built-in geometry for "ball-and-stick").
+        morphology: "cell1" (Hay et al. 2011's reconstruction, from the cache, sha256-checked), "synthetic"
+            (a deterministic L5PC-like geometry), a path to a .asc/.swc file, or None for the cell's fixed
+            default ("synthetic" for "l5pc"; "ball-and-stick" only accepts None or "ball-and-stick"); see
+            :func:`biophys.morphology.morphology_spec`.
         synapse_model: excitatory synapse kind, "ampa_nmda" or "ampa".
     """
 

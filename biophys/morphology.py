@@ -320,31 +320,72 @@ def cache_dir() -> Path:
     return conventions_cache.cache_dir("morphologies")
 
 
-def resolve_morphology(name: str, path: str | None) -> Path | Morphology:
-    """Where the morphology of a cell comes from.
+#: The morphology a cell gets when its config names none: a fixed rule, never what happens to be cached.
+DEFAULT_MORPHOLOGY = {"l5pc": "synthetic", "ball-and-stick": "ball-and-stick"}
+#: Morphologies named by a word rather than a path.
+NAMED_MORPHOLOGIES = ("cell1", "synthetic", "ball-and-stick")
+
+
+def morphology_spec(cell_name: str, spec: str | None) -> str:
+    """The explicit morphology of a cell: "cell1", "synthetic", "ball-and-stick" or an absolute file path.
 
     Args:
-        name: cell name, "l5pc" or "ball-and-stick".
-        path: a user-given .asc/.swc path, or None for the automatic choice.
-    Returns:
-        the file to read (user path, or cached cell1.asc with a verified sha256) or, without a file, the
-        synthetic morphology (:func:`synthetic_l5pc` or :func:`ball_and_stick`), axon not yet replaced.
+        cell_name: "l5pc" or "ball-and-stick".
+        spec: None (the cell's :data:`DEFAULT_MORPHOLOGY`), one of :data:`NAMED_MORPHOLOGIES`, or a path to a
+            .asc/.swc file. The ball-and-stick cell has its own geometry only; "ball-and-stick" is not an L5PC.
     """
-    if path is not None:
-        check_morphology_file(path)
-        return Path(path)
-    if name == "ball-and-stick":
-        return ball_and_stick()
-    if name != "l5pc":
-        raise MorphologyError(f"unknown cell {name!r}; expected 'l5pc' or 'ball-and-stick'")
+    if cell_name not in DEFAULT_MORPHOLOGY:
+        raise MorphologyError(f"unknown cell {cell_name!r}; expected 'l5pc' or 'ball-and-stick'")
+    spec = DEFAULT_MORPHOLOGY[cell_name] if spec is None else str(spec)
+    if cell_name == "ball-and-stick" and spec != "ball-and-stick":
+        raise MorphologyError(f"the ball-and-stick cell has its built-in geometry only, not morphology {spec!r}")
+    if cell_name == "l5pc" and spec == "ball-and-stick":
+        raise MorphologyError("morphology 'ball-and-stick' belongs to --cell ball-and-stick, not to the l5pc")
+    if spec in NAMED_MORPHOLOGIES:
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
+def morphology_file(cell_name: str, spec: str | None) -> Path | None:
+    """The checked file a morphology spec names (see :func:`morphology_spec`), or None for built-in geometry.
+
+    "cell1" is ``cell1.asc`` in the cache (filled by ``python -m biophys fetch-morphology``), verified
+    against its sha256. Raises MorphologyError with a one-line message for a missing, uncached or bad file.
+    """
+    spec = morphology_spec(cell_name, spec)
+    if spec in ("synthetic", "ball-and-stick"):
+        return None
+    if spec != "cell1":
+        check_morphology_file(spec)
+        return Path(spec)
     cached = cache_dir() / CELL1_NAME
-    if cached.is_file():
-        digest = file_sha256(cached)
-        if digest != CELL1_SHA256:
-            raise MorphologyError(f"cached {cached} has sha256 {digest}, expected {CELL1_SHA256}; delete it "
-                                  "or run `python -m biophys fetch-morphology` again")
-        return cached
-    return synthetic_l5pc()
+    if not cached.is_file():
+        raise MorphologyError(f"morphology 'cell1' is not cached ({cached} missing); run `python -m biophys "
+                              "fetch-morphology`, or pass --morphology PATH to a .asc/.swc file")
+    digest = file_sha256(cached)
+    if digest != CELL1_SHA256:
+        raise MorphologyError(f"cached {cached} has sha256 {digest}, expected {CELL1_SHA256}; delete it "
+                              "or run `python -m biophys fetch-morphology` again")
+    return cached
+
+
+def describe_morphology(cell_name: str, spec: str | None) -> dict:
+    """JSON-ready ``{"morphology": explicit spec, "morphology_sha256": hex sha256 of the file, or None for
+    built-in geometry}`` (see :func:`morphology_spec`); imports no NEURON. Raises MorphologyError (one line)
+    for a missing, uncached or bad file."""
+    path = morphology_file(cell_name, spec)
+    return {"morphology": morphology_spec(cell_name, spec),
+            "morphology_sha256": None if path is None else file_sha256(path)}
+
+
+def resolve_morphology(name: str, spec: str | None) -> Path | Morphology:
+    """Where the morphology of a cell comes from: the file to read (see :func:`morphology_file`) or, for
+    built-in geometry, the Morphology (:func:`synthetic_l5pc` or :func:`ball_and_stick`, axon not yet
+    replaced)."""
+    path = morphology_file(name, spec)
+    if path is not None:
+        return path
+    return ball_and_stick() if name == "ball-and-stick" else synthetic_l5pc()
 
 
 def fetch_morphology(url: str = CELL1_URL, dest: str | Path | None = None, sha256: str | None = CELL1_SHA256,
