@@ -16,7 +16,7 @@ BACKENDS = ["auto", "torch"]
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     """Runs a test with the C++ kernels ("auto" on CPU) and with the torch-ops fallback."""
-    monkeypatch.setattr(fused, "BACKEND", request.param)
+    monkeypatch.setenv(fused.BACKEND_ENV, request.param)
     if request.param == "auto" and fused.recurrence_backend("cpu") != "cpp":
         pytest.skip("C++ extension could not be built here; the torch-ops backend is tested instead")
     return request.param
@@ -139,6 +139,6 @@ def test_backend_is_reported():
 
 
 def test_unknown_backend_rejected(monkeypatch):
-    monkeypatch.setattr(fused, "BACKEND", "cuda-magic")
+    monkeypatch.setenv(fused.BACKEND_ENV, "cuda-magic")
     with pytest.raises(ValueError, match="NEURONCOMPUTE_ELM_BACKEND"):
         fused.recurrence_backend("cpu")
