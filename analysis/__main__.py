@@ -16,6 +16,7 @@ import torch
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
 from conventions.atomic import write_text_atomic
+from conventions.signals import BURN_IN_MS
 
 EXIT_USAGE = 2
 
@@ -50,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--valid", metavar="STORE",
                        help="validation store on which the spike threshold for the timing metrics is chosen "
                        "(default: chosen on --data itself, which is optimistic and marked so)")
-        p.add_argument("--burn-in", type=_burn_in, default=150, metavar="MS",
+        p.add_argument("--burn-in", type=_burn_in, metavar="MS",
                        help="milliseconds at the start of every simulation excluded from all metrics, while the "
-                       "model's state catches up with the input (default: 150)")
+                       "model's state catches up with the input (default: the burn_in_ms each run was trained "
+                       f"with, the longest of them for a report, else {BURN_IN_MS})")
         p.add_argument("--threads", type=_positive, metavar="N",
                        help="CPU threads for PyTorch inference; the speed metrics depend on it and record it "
                        "(default: PyTorch's choice)")
@@ -76,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _evaluate(args: argparse.Namespace) -> None:
     result = evaluate_run(args.run, args.data, burn_in_ms=args.burn_in, valid_store=args.valid)
+    if result["unfinished"]:
+        print(f"note: {result['unfinished']}", file=sys.stderr)
     text = json.dumps(result, indent=2) + "\n"
     if args.out is None:
         sys.stdout.write(text)

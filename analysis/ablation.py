@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from biophys import dataset
+from conventions.signals import BURN_IN_MS
 from surrogate.train import TrainConfig, train
 
 #: τ_max values (ms) of the timescale sweep; τ_min stays at the ELM default of 1 ms.
@@ -76,7 +77,7 @@ def _run_name(variant: str) -> str:
 
 
 def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: str | Path, valid_store: str | Path,
-                 test_store: str | Path, out_dir: str | Path, burn_in_ms: int = 150,
+                 test_store: str | Path, out_dir: str | Path, burn_in_ms: int = BURN_IN_MS,
                  progress: bool = False) -> pd.DataFrame:
     """Train every variant of ``base`` and score it on whole simulations of ``test_store``.
 
@@ -191,7 +192,7 @@ def toy_dataset(n_sims: int, n_time: int = 1200, n_segments: int = 32, n_groups:
     for i in range(n_sims):
         bins = np.flatnonzero(fired[i]) + 1
         v[i, bins] = 20.0
-        times.append(bins + 0.6)  # spike bin int(t − 0.5) == the crossing bin
+        times.append(bins + 0.6)  # conventions.signals.spike_bins puts a spike 0.6 ms into a bin in that bin
     return dataset.build_dataset(
         spikes, v.astype(np.float32), times, seeds=np.arange(n_sims), synapses=toy_synapses(n_segments),
         config={"generator": "analysis.ablation.toy_dataset", "n_time": n_time, "n_segments": n_segments,

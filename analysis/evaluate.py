@@ -1,9 +1,11 @@
 """Evaluate a trained surrogate on whole held-out simulations of a NeuronIO store.
 
-Each simulation is run from t = 0 and scored after one burn-in (default 150 ms), so every bin after the burn-in
-counts once (shared/specs/elm.md, "Evaluation conventions"). The spike threshold for the timing metrics is chosen
-on a validation store when one is given; otherwise on the evaluated store itself, which is optimistic and said so
-in the result.
+Each simulation is run from t = 0 and scored after one burn-in (by default the run's own ``burn_in_ms``, else
+:data:`conventions.signals.BURN_IN_MS`), so every bin after the burn-in counts once, as in the evaluation of
+Spieler et al. 2023 ("The ELM neuron", ICLR 2024, arXiv 2306.16922). The spike threshold for the timing metrics
+is chosen on a validation store when one is given; otherwise on the evaluated store itself, which is optimistic
+and said so in the result. A run that has not finished training is scored with the weights it has so far; the
+result records its status (see :func:`unfinished_note`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import torch
 
 from analysis import cost, metrics
 from biophys.dataset import NeuronIOStore, StoreError
+from conventions.scores import spike_auc
+from conventions.signals import BURN_IN_MS, spikes_in_bins
 from surrogate.data import NeuronIOArrays, predict_store
 from surrogate.models import model_input_width
 from surrogate.run import Run, RunError, load_run
 
 TPR_FPRS = (0.0025, 0.01)
+#: metrics.json statuses of a run whose training ended (wall_budget: stopped by its time budget, resumable)
+FINAL_STATUSES = ("finished", "early_stopped", "wall_budget")
 
 
 class AnalysisError(ValueError):
@@ -53,6 +59,22 @@ def open_store(path: str | Path) -> NeuronIOStore:
         return NeuronIOStore(path)
     except StoreError as exc:
         raise AnalysisError(f"cannot use data store {path}: {exc}") from None
+
+
+def run_burn_in(run: Run) -> int:
+    """The burn-in (ms) the run was trained with (its config's ``burn_in_ms``), else the shared default."""
+    value = run.config.get("burn_in_ms")
+    return BURN_IN_MS if value is None else int(value)
+
+
+def unfinished_note(run: Run) -> str | None:
+    """None for a run whose training ended; else one sentence saying that it is scored unfinished."""
+    status = run.metrics.get("status")
+    if status in FINAL_STATUSES:
+        return None
+    why = "records no final status" if status is None else f"has status {status!r}"
+    return (f"run {run.path} {why}: training has not finished, so it is scored with the weights it has saved "
+            "so far")
 
 
 def load_arrays(store: NeuronIOStore) -> NeuronIOArrays:
@@ -116,8 +138,7 @@ def _timing_inputs(pred: dict) -> tuple[list[np.ndarray], list[np.ndarray], list
     """Per-simulation (true spike times inside the scored stretch, probabilities, offsets) for metrics.spike_timing."""
     offset = pred["offset_ms"]
     end = offset + pred["spike_prob"].shape[1]
-    # a spike at t lies in bin int(t − 0.5): the scored bins [offset, end) hold t in [offset + 0.5, end + 0.5)
-    true = [t[(t >= offset + 0.5) & (t < end + 0.5)] for t in pred["spike_times_ms"]]
+    true = [spikes_in_bins(t, offset, end) for t in pred["spike_times_ms"]]
     return true, list(pred["spike_prob"]), [offset] * len(true)
 
 
@@ -125,20 +146,24 @@ def score(pred: dict) -> dict:
     """Spike and voltage metrics of one prediction dict (see :func:`surrogate.data.predict_store`)."""
     fpr, tpr = metrics.roc(pred["spike_true"], pred["spike_prob"]) if pred["spike_true"].any() else (None, None)
     return {
-        "spike_auc": metrics.spike_auc(pred["spike_true"], pred["spike_prob"]),
+        "spike_auc": spike_auc(pred["spike_true"], pred["spike_prob"]),
         "tpr_at_fpr": {f"{f:.2%}": (metrics.tpr_at_fpr(fpr, tpr, f) if fpr is not None else math.nan)
                        for f in TPR_FPRS},
         **metrics.soma_errors(pred["soma_true_mv"], pred["soma_pred_mv"]),
     }
 
 
-def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store: NeuronIOStore | None = None,
-             data: NeuronIOArrays | None = None, valid_data: NeuronIOArrays | None = None) -> Evaluation:
+def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
+             valid_store: NeuronIOStore | None = None, data: NeuronIOArrays | None = None,
+             valid_data: NeuronIOArrays | None = None) -> Evaluation:
     """Score an opened run on an opened store (``data``, ``valid_data``: the stores' arrays, when already loaded).
+
+    ``burn_in_ms`` None takes the run's own (:func:`run_burn_in`).
 
     Raises:
         AnalysisError: incompatible run and store(s), or a burn-in that leaves nothing to score.
     """
+    burn_in_ms = run_burn_in(run) if burn_in_ms is None else burn_in_ms
     compatibility = check_compatible(run, store)
     if valid_store is not None:
         check_compatible(run, valid_store)
@@ -174,6 +199,8 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store:
         "name": run.path.name,
         "run": str(run.path),
         "model": run.config.get("model"),
+        "run_status": run.metrics.get("status"),
+        "unfinished": unfinished_note(run),
         "store": str(store.path),
         "n_sims": data.n_sims,
         "sim_ms": data.n_time,
@@ -192,15 +219,17 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int = 150, valid_store:
     return Evaluation(run=run, metrics=json_safe(result), predictions=pred)
 
 
-def evaluate_run(run_dir: str | Path, store_path: str | Path, burn_in_ms: int = 150,
+def evaluate_run(run_dir: str | Path, store_path: str | Path, burn_in_ms: int | None = None,
                  valid_store: str | Path | None = None) -> dict:
-    """Score the run in ``run_dir`` on every whole simulation of ``store_path`` after ``burn_in_ms``.
+    """Score the run in ``run_dir`` on every whole simulation of ``store_path`` after ``burn_in_ms`` (None: the
+    run's own, :func:`run_burn_in`).
 
     Returns:
         JSON-ready dict: spike_auc, tpr_at_fpr {"0.25%", "1.00%"}, rmse_mV, mae_mV, explained_variance,
         spike_timing (threshold, precision, recall, coincidence_factor, …), params, macs_per_ms, speed
-        (simulated s per wall s, ratio to NEURON or null with a reason), compatibility, and where it came from.
-        Undefined values (e.g. AUC without any spike) are null.
+        (simulated s per wall s, ratio to NEURON or null with a reason), compatibility, run_status (metrics.json
+        status), unfinished (null, or the note of :func:`unfinished_note`), and where it came from. Undefined
+        values (e.g. AUC without any spike) are null.
     Raises:
         AnalysisError: unreadable run or store, or a run that does not fit the store (synapses, cell).
     """

@@ -1,9 +1,10 @@
 """Evaluation metrics of a surrogate on NeuronIO data: pure functions on NumPy arrays.
 
-Conventions (shared/specs/elm.md, "Evaluation conventions"): time bins are 1 ms; spike labels are bool per bin;
-spike predictions are probabilities in [0, 1] per bin; voltages are in mV. The somatic voltage target is the
-truth clipped at −55 mV from above (spikes removed); predictions are compared unrescaled — the public release's
-rescaling of predictions to the truth's mean and std is deliberately not done.
+Time bins are 1 ms and a spike at t falls in bin int(t − 0.5) (:mod:`conventions.signals`); spike labels are
+bool per bin; spike predictions are probabilities in [0, 1] per bin; voltages are in mV. The somatic voltage
+target is the truth clipped at −55 mV from above (spikes removed); predictions are compared unrescaled (never
+rescaled to the truth's mean and std). Spike ROC AUC and the soma RMSE are :mod:`conventions.scores`, which
+training's validation computes too.
 """
 
 from __future__ import annotations
@@ -11,33 +12,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import explained_variance_score, roc_auc_score, roc_curve
+from sklearn.metrics import explained_variance_score, roc_curve
 
-SOMA_CLIP_MV = -55.0
-COINCIDENCE_WINDOW_MS = 2.0
+from conventions.scores import flat_pair, soma_rmse
+from conventions.signals import bin_centre_ms, clip_soma
+from conventions.spikes import COINCIDENCE_WINDOW_MS, match_spikes
 
 
 # --------------------------------------------------------------------------------------------- spikes
 
 
-def spike_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC of spike prediction over all 1 ms bins.
-
-    Args:
-        labels: bool [...] true output spike per bin.
-        probs: float [...] (same shape) predicted spike probability (or any monotone score) per bin.
-    Returns:
-        AUC in [0, 1]; NaN when the labels hold a single class (AUC undefined).
-    """
-    labels, probs = _flat_pair(labels, probs)
-    if labels.all() or not labels.any():
-        return math.nan
-    return float(roc_auc_score(labels, probs))
-
-
 def roc(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ROC curve (fpr, tpr), each float [n_points], fpr non-decreasing from 0 to 1 (scikit-learn)."""
-    labels, probs = _flat_pair(labels, probs)
+    labels, probs = flat_pair(labels, probs)
     fpr, tpr, _ = roc_curve(labels, probs)
     return fpr, tpr
 
@@ -88,27 +75,6 @@ def predicted_spike_bins(probs: np.ndarray, threshold: float) -> np.ndarray:
     return np.array([s + int(np.argmax(probs[s:e])) for s, e in zip(starts, stops)], dtype=np.int64)
 
 
-def count_coincidences(true_ms: np.ndarray, pred_ms: np.ndarray, window_ms: float = COINCIDENCE_WINDOW_MS) -> int:
-    """Number of one-to-one matched spike pairs with |t_true − t_pred| ≤ window_ms.
-
-    Each spike is matched at most once. Greedy matching in time order (each true spike takes the earliest
-    unmatched predicted spike in its window) is a maximum matching for intervals on a line.
-
-    Args:
-        true_ms, pred_ms: float [n], [m] spike times in ms (any order).
-    """
-    true_ms = np.sort(np.asarray(true_ms, dtype=np.float64))
-    pred_ms = np.sort(np.asarray(pred_ms, dtype=np.float64))
-    matched, j = 0, 0
-    for t in true_ms:
-        while j < len(pred_ms) and pred_ms[j] < t - window_ms:
-            j += 1
-        if j < len(pred_ms) and pred_ms[j] <= t + window_ms:
-            matched += 1
-            j += 1
-    return matched
-
-
 def coincidence_factor(n_coinc: int, n_true: int, n_pred: int, duration_ms: float,
                        window_ms: float = COINCIDENCE_WINDOW_MS) -> float:
     """Coincidence factor Γ of a predicted spike train against the true one.
@@ -122,7 +88,7 @@ def coincidence_factor(n_coinc: int, n_true: int, n_pred: int, duration_ms: floa
     trains, ≈ 0 for a Poisson train of the same rate, and negative when there are fewer coincidences than chance.
 
     Args:
-        n_coinc: matched pairs (:func:`count_coincidences`); n_true, n_pred: spike counts.
+        n_coinc: matched pairs (:func:`conventions.spikes.match_spikes`); n_true, n_pred: spike counts.
         duration_ms: length of the compared stretch; window_ms: Δ.
     Returns:
         Γ; NaN when both trains are empty or 2νΔ ≥ 1 (the predicted train is too dense for Γ to be defined).
@@ -141,8 +107,8 @@ def spike_timing(true_ms: list[np.ndarray], probs: list[np.ndarray], threshold: 
     """Spike timing agreement of thresholded predictions, pooled over simulations.
 
     Predicted spikes are :func:`predicted_spike_bins` of each probability trace; bin k is placed at
-    offset + k + 1.0 ms, the centre of the spike times [k + 0.5, k + 1.5) that the label convention
-    (bin int(t − 0.5)) assigns to it. Counts are summed over simulations and Γ is computed from the sums
+    :func:`conventions.signals.bin_centre_ms` (offset + k + 1 ms), the centre of the spike times the label
+    convention assigns to it. Counts are summed over simulations and Γ is computed from the sums
     with the total duration.
 
     Args:
@@ -157,10 +123,10 @@ def spike_timing(true_ms: list[np.ndarray], probs: list[np.ndarray], threshold: 
     n_true = n_pred = n_coinc = 0
     duration = 0.0
     for t_true, p, offset in zip(true_ms, probs, offset_ms):
-        pred = offset + predicted_spike_bins(p, threshold) + 1.0
+        pred = offset + bin_centre_ms(predicted_spike_bins(p, threshold))
         n_true += len(t_true)
         n_pred += len(pred)
-        n_coinc += count_coincidences(t_true, pred, window_ms)
+        n_coinc += match_spikes(t_true, pred, window_ms)
         duration += len(p)
     return {
         "threshold": float(threshold),
@@ -193,16 +159,11 @@ def choose_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offset_
 # -------------------------------------------------------------------------------------------- voltage
 
 
-def clip_soma(v_mv: np.ndarray, clip_mv: float = SOMA_CLIP_MV) -> np.ndarray:
-    """Somatic voltage with spikes removed: min(v, clip_mv), float64, same shape, mV."""
-    return np.minimum(np.asarray(v_mv, dtype=np.float64), clip_mv)
-
-
-def soma_errors(true_mv: np.ndarray, pred_mv: np.ndarray, clip_mv: float = SOMA_CLIP_MV) -> dict:
+def soma_errors(true_mv: np.ndarray, pred_mv: np.ndarray) -> dict:
     """RMSE, MAE (mV) and explained variance of a somatic voltage prediction.
 
-    The truth is clipped at ``clip_mv`` (the training target); the prediction is used as it is — neither clipped
-    nor rescaled to the truth's statistics.
+    The truth is clipped at −55 mV (the training target, :func:`conventions.signals.clip_soma`); the prediction
+    is used as it is — neither clipped nor rescaled to the truth's statistics.
 
     Args:
         true_mv: float [...] simulated somatic voltage in mV (unclipped).
@@ -210,20 +171,10 @@ def soma_errors(true_mv: np.ndarray, pred_mv: np.ndarray, clip_mv: float = SOMA_
     Returns:
         dict: rmse_mV, mae_mV, explained_variance (1 − Var(truth − pred) / Var(truth); NaN for a constant truth).
     """
-    truth, pred = _flat_pair(clip_soma(true_mv, clip_mv), pred_mv)
-    error = pred.astype(np.float64) - truth
+    truth, pred = flat_pair(clip_soma(true_mv), pred_mv)
     ev = math.nan if np.var(truth) == 0 else float(explained_variance_score(truth, pred))
     return {
-        "rmse_mV": float(np.sqrt(np.mean(error**2))),
-        "mae_mV": float(np.mean(np.abs(error))),
+        "rmse_mV": soma_rmse(true_mv, pred_mv),
+        "mae_mV": float(np.mean(np.abs(pred.astype(np.float64) - truth))),
         "explained_variance": ev,
     }
-
-
-def _flat_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
-    if a.size == 0:
-        raise ValueError("no samples to evaluate")
-    return a.reshape(-1), b.reshape(-1)

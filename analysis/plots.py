@@ -26,7 +26,8 @@ TRUTH_COLOR = "black"
 REFERENCE_LABEL = "original NeuronIO data (Spieler et al. 2023)"
 DPI = 120
 
-#: Published results on the original NeuronIO test split (shared/specs/elm.md, "Reference results"):
+#: Published results on the original NeuronIO test split (Spieler et al. 2023, "The ELM neuron", ICLR 2024,
+#: arXiv 2306.16922; the TCN from Beniaguev, Segev & London 2021, Neuron 109:2727):
 #: (model, parameters, spike AUC, soma RMSE in mV or None).
 REFERENCE_RESULTS: tuple[tuple[str, float, float, float | None], ...] = (
     ("Branch-ELM d_m 20", 8.1e3, 0.9924, 0.638),

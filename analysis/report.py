@@ -1,25 +1,33 @@
 """The comparison report: every run scored on one store, a Markdown table, figures and provenance.
 
-``write_report`` evaluates all runs before it writes anything, so bad inputs leave ``out_dir`` untouched; each
-file is then written to a temporary sibling and renamed into place.
+``write_report`` evaluates all runs before it writes anything, so bad inputs leave ``out_dir`` untouched. The
+report (``report.md``, ``metrics.json``, ``figures/``) is then written whole into a temporary sibling directory
+and renamed into place, so no figure of an earlier report survives beside a new one; other files in ``out_dir``
+(stores, run directories) are left alone.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from analysis import learned, metrics, plots
-from analysis.evaluate import AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store
-from conventions.atomic import write_text_atomic
+from analysis.evaluate import (AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store,
+                               run_burn_in)
 from biophys.dataset import NeuronIOStore
+from conventions.atomic import temporary_sibling
 from conventions.provenance import git_commit
+from conventions.signals import bin_centre_ms, spikes_in_bins
 from surrogate.data import NeuronIOArrays
 
 FIGURES_DIR = "figures"
+REPORT_FILE = "report.md"
+SUMMARY_FILE = "metrics.json"
 TRACE_MS = 2000  # longest stretch of one simulation shown in the voltage-trace figure
 
 
@@ -88,14 +96,13 @@ def _trace_figure(names: list[str], evaluations: list[Evaluation], data: NeuronI
     sim = int(np.argmax(data.spike_labels[:, burn_in_ms:].sum(axis=1)))
     window = slice(burn_in_ms, min(data.n_time, burn_in_ms + TRACE_MS))
     rows = slice(0, window.stop - burn_in_ms)  # prediction arrays start at the burn-in
-    true_spikes = data.spike_times_ms[sim]
-    true_spikes = true_spikes[(true_spikes >= window.start) & (true_spikes < window.stop)]
+    true_spikes = spikes_in_bins(data.spike_times_ms[sim], window.start, window.stop)
     voltages, spikes = {}, {}
     for n, ev in zip(names, evaluations):
         voltages[n] = ev.predictions["soma_pred_mv"][sim, rows]
         bins = metrics.predicted_spike_bins(ev.predictions["spike_prob"][sim, rows],
                                             ev.metrics["spike_timing"]["threshold"])
-        spikes[n] = window.start + bins + 1.0
+        spikes[n] = window.start + bin_centre_ms(bins)
     sim_id = int(data.sim_ids[sim])
     path = plots.plot_traces(np.arange(window.start, window.stop, dtype=np.float64), data.soma_mv[sim, window],
                              voltages, data.spikes[sim, window], data.signs, true_spikes, spikes,
@@ -157,7 +164,8 @@ def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOSto
 
 
 def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Path]], notes: list[str],
-              out_dir: Path, store: NeuronIOStore, valid: NeuronIOStore | None, burn_in_ms: int, commit: str) -> str:
+              root: Path, store: NeuronIOStore, valid: NeuronIOStore | None, burn_in_ms: int, commit: str) -> str:
+    """report.md's text; figure links are relative to ``root``, the folder report.md is written into."""
     first = results[0]
     timing_sources = sorted({r["spike_timing"]["threshold_source"] for r in results})
     speed_notes = sorted({r["speed"]["speedup_reason"] for r in results if r["speed"]["speedup_reason"]})
@@ -168,6 +176,10 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f"{len(results)} run(s) scored on {first['n_sims']} whole held-out simulations of {first['sim_ms']} ms "
         f"from `{store.path}`, each after one {burn_in_ms} ms burn-in ({first['scored_ms'] / 1000:.1f} s scored).",
         "",
+    ]
+    unfinished = [f"> **Unfinished run:** {r['unfinished']}." for r in results if r["unfinished"]]
+    lines += (unfinished + [""]) if unfinished else []
+    lines += [
         "## Metrics",
         "",
         metrics_table(names, results),
@@ -190,7 +202,7 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
               for name, params, auc, rmse in plots.REFERENCE_RESULTS]
     lines += ["", "## Figures", ""]
     for caption, path in figures:
-        lines += [f"**{caption}**", "", f"![{path.stem}]({path.relative_to(out_dir).as_posix()})", ""]
+        lines += [f"**{caption}**", "", f"![{path.stem}]({path.relative_to(root).as_posix()})", ""]
     if notes:
         lines += ["Figures skipped:", ""] + [f"- {note}" for note in notes] + [""]
     lines += [
@@ -215,9 +227,30 @@ def _cell_name(provenance: dict) -> str:
     return "unknown" if cell is None else str(cell)
 
 
+def _install(tmp: Path, out_dir: Path) -> None:
+    """Move the report written in ``tmp`` to ``out_dir``: the whole folder when ``out_dir`` does not exist, else
+    its figures folder swapped in by two renames, then metrics.json and report.md (last: it links the figures)."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    figures, old = out_dir / FIGURES_DIR, temporary_sibling(out_dir / FIGURES_DIR)
+    if figures.exists():
+        os.replace(figures, old)
+    os.replace(tmp / FIGURES_DIR, figures)
+    for name in (SUMMARY_FILE, REPORT_FILE):
+        os.replace(tmp / name, out_dir / name)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink(missing_ok=True)
+
+
 def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: str | Path,
-                 valid_store: str | Path | None = None, burn_in_ms: int = 150) -> Path:
+                 valid_store: str | Path | None = None, burn_in_ms: int | None = None) -> Path:
     """Evaluate every run on ``store_path`` and write ``metrics.json``, ``report.md`` and ``figures/*.png``.
+
+    ``burn_in_ms`` None takes the longest burn-in the runs were trained with (:func:`run_burn_in`), so every
+    run is scored on the same bins and none inside its own burn-in. An unfinished run is scored and marked so.
 
     Returns:
         the path of report.md.
@@ -231,23 +264,29 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
     valid = open_store(valid_store) if valid_store is not None else None
     data = load_arrays(store)
     valid_data = load_arrays(valid) if valid is not None else None
+    burn_in_ms = max(run_burn_in(run) for run in runs) if burn_in_ms is None else burn_in_ms
     evaluations = [evaluate(run, store, burn_in_ms, valid, data=data, valid_data=valid_data) for run in runs]
     names = _unique_names(evaluations)
     results = [dict(ev.metrics, name=n) for n, ev in zip(names, evaluations)]
 
     out_dir = Path(out_dir)
-    fig_dir = out_dir / FIGURES_DIR
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    figures, notes = _figures(names, evaluations, store, data, burn_in_ms, fig_dir)
-    commit = git_commit()
-    summary = {
-        "store": str(store.path),
-        "valid_store": None if valid is None else str(valid.path),
-        "burn_in_ms": burn_in_ms,
-        "git_commit": commit,
-        "runs": results,
-    }
-    write_text_atomic(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
-    report = out_dir / "report.md"
-    write_text_atomic(report, _markdown(names, results, figures, notes, out_dir, store, valid, burn_in_ms, commit))
-    return report
+    out_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(out_dir.resolve())
+    try:
+        (tmp / FIGURES_DIR).mkdir(parents=True)
+        figures, notes = _figures(names, evaluations, store, data, burn_in_ms, tmp / FIGURES_DIR)
+        commit = git_commit()
+        summary = {
+            "store": str(store.path),
+            "valid_store": None if valid is None else str(valid.path),
+            "burn_in_ms": burn_in_ms,
+            "git_commit": commit,
+            "runs": results,
+        }
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / REPORT_FILE).write_text(_markdown(names, results, figures, notes, tmp, store, valid, burn_in_ms,
+                                                 commit))
+        _install(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir / REPORT_FILE

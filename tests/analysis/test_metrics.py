@@ -8,29 +8,31 @@ import torch
 from torch import nn
 
 from analysis import cost, metrics
+from conventions.scores import spike_auc
+from conventions.spikes import match_spikes
 from surrogate.elm import ELM, ELMConfig
 
 
 def test_auc_perfect_inverted_and_random():
     labels = np.array([0, 0, 1, 0, 1, 0], dtype=bool)
-    assert metrics.spike_auc(labels, labels * 0.9 + 0.05) == 1.0
-    assert metrics.spike_auc(labels, 1.0 - labels) == 0.0
+    assert spike_auc(labels, labels * 0.9 + 0.05) == 1.0
+    assert spike_auc(labels, 1.0 - labels) == 0.0
     rng = np.random.default_rng(0)
     big = rng.random(200_000) < 0.05
-    assert metrics.spike_auc(big, rng.random(big.size)) == pytest.approx(0.5, abs=0.01)
+    assert spike_auc(big, rng.random(big.size)) == pytest.approx(0.5, abs=0.01)
 
 
 def test_auc_counts_pairs_by_hand():
     # positives score 0.8 and 0.3, negatives 0.5, 0.1, 0.2: of 6 (pos, neg) pairs 3 + 2 are ordered right
     labels = np.array([1, 0, 1, 0, 0], dtype=bool)
     scores = np.array([0.8, 0.5, 0.3, 0.1, 0.2])
-    assert metrics.spike_auc(labels, scores) == pytest.approx(5 / 6)
+    assert spike_auc(labels, scores) == pytest.approx(5 / 6)
 
 
 def test_auc_single_class_is_nan_and_shapes_must_match():
-    assert math.isnan(metrics.spike_auc(np.zeros(10, bool), np.linspace(0, 1, 10)))
+    assert math.isnan(spike_auc(np.zeros(10, bool), np.linspace(0, 1, 10)))
     with pytest.raises(ValueError, match="shapes differ"):
-        metrics.spike_auc(np.zeros(3, bool), np.zeros(4))
+        spike_auc(np.zeros(3, bool), np.zeros(4))
 
 
 def test_tpr_at_fpr_interpolates_between_vertices_and_takes_top_of_vertical_segments():
@@ -84,15 +86,15 @@ def test_coincidences_are_one_to_one_within_the_window():
     true = np.array([10.0, 11.0, 50.0, 90.0])
     pred = np.array([10.5, 52.0, 52.5, 95.0])
     # 10.5 matches one of 10/11 only; 52 matches 50 (|Δ| = 2); 52.5 has no partner left; 95 is too far
-    assert metrics.count_coincidences(true, pred, 2.0) == 2
+    assert match_spikes(true, pred, 2.0) == 2
 
 
 def test_coincidence_factor_identical_and_disjoint():
     train = np.array([100.0, 250.0, 400.0, 700.0])
-    n = metrics.count_coincidences(train, train)
+    n = match_spikes(train, train)
     assert metrics.coincidence_factor(n, 4, 4, 1000.0) == pytest.approx(1.0)
     disjoint = train + 20.0
-    n0 = metrics.count_coincidences(train, disjoint)
+    n0 = match_spikes(train, disjoint)
     assert n0 == 0
     gamma = metrics.coincidence_factor(n0, 4, 4, 1000.0)
     # by hand: ν = 4/1000 per ms, 2νΔ = 0.016, ⟨N_coinc⟩ = 0.064: Γ = −0.064 / 4 / 0.984

@@ -24,8 +24,9 @@ TINY = {
 }
 
 
-def make_run(path, kind, store_path, n_inputs=16, cell=None):
-    """A run directory following surrogate/run.py: config.json, metrics.json, history.json, model.pt."""
+def make_run(path, kind, store_path, n_inputs=16, cell=None, status="finished", **config_fields):
+    """A run directory following surrogate/run.py: config.json, metrics.json, history.json, model.pt
+    (``status`` None: metrics.json records none; ``config_fields``: further TrainConfig fields)."""
     torch.manual_seed(0)
     model = build_model(kind, TINY[kind], n_inputs=n_inputs)
     path.mkdir(parents=True)
@@ -33,11 +34,13 @@ def make_run(path, kind, store_path, n_inputs=16, cell=None):
     if cell is not None:
         provenance["cell"] = cell
     config = {"model": model_kind(model), "model_config": dataclasses.asdict(model.config),
-              "train": str(store_path), "valid": str(store_path)}
+              "train": str(store_path), "valid": str(store_path), **config_fields}
     history = [{"epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "valid_loss": 1.2 / e, "valid_auc": 0.5 + 0.1 * e,
                 "valid_rmse_mv": 3.0 / e, "lr": 1e-3} for e in (1, 2, 3)]
     metrics = {"model": config["model"], "num_params": model.num_params(),
                "provenance": {"data": {"train": {"path": str(store_path), "provenance": provenance}}}}
+    if status is not None:
+        metrics["status"] = status
     (path / "config.json").write_text(json.dumps(config))
     (path / "metrics.json").write_text(json.dumps(metrics))
     (path / "history.json").write_text(json.dumps(history))
@@ -235,3 +238,63 @@ def test_report_on_runs_written_by_the_trainer(tmp_path):
     assert [r["epochs_trained"] for r in summary["runs"]] == [2, 2]
     assert "| branch-elm | branch-elm |" in report.read_text()
     assert (tmp_path / "report" / "figures" / "training.png").stat().st_size > 1000
+
+
+def test_evaluate_takes_the_runs_own_burn_in_unless_one_is_given(tmp_path, stores, capsys):
+    test, _ = stores
+    run = make_run(tmp_path / "r", "tcn", test, burn_in_ms=100)
+    assert main(["evaluate", str(run), "--data", str(test)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["burn_in_ms"] == 100 and result["scored_ms"] == 3 * (1000 - 100)
+    assert main(["evaluate", str(run), "--data", str(test), "--burn-in", "200"]) == 0
+    assert json.loads(capsys.readouterr().out)["burn_in_ms"] == 200
+    assert ev.evaluate_run(make_run(tmp_path / "old", "tcn", test), test)["burn_in_ms"] == 150  # none recorded
+
+
+def test_report_scores_every_run_after_the_longest_of_their_burn_ins(tmp_path, stores):
+    test, _ = stores
+    runs = [make_run(tmp_path / "a", "tcn", test, burn_in_ms=50), make_run(tmp_path / "b", "tcn", test, burn_in_ms=120)]
+    write_report(runs, test, tmp_path / "rep")
+    summary = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert summary["burn_in_ms"] == 120 and [r["burn_in_ms"] for r in summary["runs"]] == [120, 120]
+
+
+@pytest.mark.parametrize("status", ["running", None])
+def test_unfinished_runs_are_scored_but_said_to_be(tmp_path, stores, capsys, status):
+    test, _ = stores
+    unfinished = make_run(tmp_path / "unfinished", "tcn", test, status=status)
+    done = make_run(tmp_path / "done", "tcn", test)
+    assert main(["evaluate", str(unfinished), "--data", str(test)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["run_status"] == status
+    assert captured.err.count("\n") == 1 and "training has not finished" in captured.err
+    assert str(unfinished) in captured.err
+    assert main(["evaluate", str(done), "--data", str(test)]) == 0
+    assert capsys.readouterr().err == ""
+
+    text = write_report([done, unfinished], test, tmp_path / "rep").read_text()
+    notes = [line for line in text.splitlines() if "Unfinished run" in line]
+    assert len(notes) == 1 and str(unfinished) in notes[0] and str(done) not in notes[0]
+    assert "Unfinished" not in write_report([done], test, tmp_path / "rep2").read_text()
+
+
+def test_report_into_an_existing_directory_replaces_the_earlier_report_and_keeps_the_rest(tmp_path, stores):
+    test, _ = stores
+    out = tmp_path / "demo"  # as scripts/demo.sh: the report goes beside the data and the run directories
+    belm = make_run(out / "belm", "branch-elm", test)
+    tcn = make_run(out / "tcn", "tcn", test)
+    (out / "data").mkdir()
+    (out / "data" / "keep.txt").write_text("data")
+    write_report([belm, tcn], test, out)
+    assert (out / "figures" / "weights_distance_belm.png").exists()
+    (out / "figures" / "stray.png").write_bytes(b"old")
+
+    text = write_report([tcn], test, out).read_text()
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert "weights_distance_belm.png" not in figures and "tau_m.png" not in figures and "stray.png" not in figures
+    assert "traces.png" in figures and "](figures/traces.png)" in text
+    assert [r["name"] for r in json.loads((out / "metrics.json").read_text())["runs"]] == ["tcn"]
+    assert (out / "data" / "keep.txt").read_text() == "data"
+    assert ev.open_run(belm).metrics["status"] == "finished"  # the run directories are untouched
+    assert sorted(p.name for p in out.iterdir()) == ["belm", "data", "figures", "metrics.json", "report.md", "tcn"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "test.zarr", "valid.zarr"]  # no temporaries

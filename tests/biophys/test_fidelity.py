@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.metrics import count_coincidences
+from conventions.spikes import match_spikes as count_coincidences
 from biophys.dataset import NeuronIOStore
 
 pytestmark = [pytest.mark.neuron, pytest.mark.slow]
