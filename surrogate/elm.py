@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -27,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from conventions.layout import SynapseLayout
 from surrogate.elm_fused import DELTA_M_AMPLITUDE, DELTA_M_SLOPE, exp_filter, input_projection, memory_recurrence
+from surrogate.routing import layout_interleaving, neuronio_routing, random_routing
 
 ACTIVATIONS = ("relu", "silu")
 ROUTINGS = ("neuronio", "random")
@@ -109,40 +110,17 @@ def _require_positive_int(config: object, name: str) -> None:
         raise ValueError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
 
 
-# ---------------------------------------------------------------------------------------------- routing
+def make_routing(config: ELMConfig, layout: SynapseLayout | None = None) -> tuple[Tensor, Tensor]:
+    """The (indices, valid) routing of a Branch-ELM config (see :mod:`surrogate.routing`).
 
-
-def neuronio_routing(n_inputs: int, n_branches: int, synapses_per_branch: int) -> tuple[Tensor, Tensor]:
-    """Neighbour-preserving routing of the NeuronIO inputs onto branches.
-
-    Inputs are interleaved so that excitatory channel i sits beside inhibitory channel n/2 + i (the same
-    segment); branch k reads the window [k·stride, k·stride + synapses_per_branch) of that order, stride =
-    ceil(n_inputs / n_branches). Window slots past the end are clamped to the last input and masked.
-
-    Returns (indices LongTensor [d_s], valid BoolTensor [d_s]), slots grouped branch by branch.
+    "neuronio" pairs each excitatory channel with the inhibitory channel of the same segment: by the ``layout``
+    of the input channels when given, else by position (excitatory channel i with n/2 + i).
     """
-    half = n_inputs // 2
-    interleaved = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
-    stride = math.ceil(n_inputs / n_branches)
-    position = torch.arange(n_branches)[:, None] * stride + torch.arange(synapses_per_branch)[None, :]
-    valid = position < n_inputs
-    indices = interleaved[position.clamp(max=n_inputs - 1)]
-    return indices.reshape(-1), valid.reshape(-1)
-
-
-def random_routing(n_inputs: int, n_branches: int, synapses_per_branch: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Each synapse slot reads an input channel drawn uniformly (seeded); all slots valid. Shapes as above."""
-    generator = torch.Generator().manual_seed(seed)
-    indices = torch.randint(n_inputs, (n_branches * synapses_per_branch,), generator=generator)
-    return indices, torch.ones_like(indices, dtype=torch.bool)
-
-
-def make_routing(config: ELMConfig) -> tuple[Tensor, Tensor]:
-    """The (indices, valid) routing of a Branch-ELM config (see `neuronio_routing`)."""
     if config.n_branches == 0:
         raise ValueError("an ELM without branches has no routing")
     if config.routing == "neuronio":
-        return neuronio_routing(config.n_inputs, config.n_branches, config.synapses_per_branch)
+        interleaved = None if layout is None else layout_interleaving(layout)
+        return neuronio_routing(config.n_inputs, config.n_branches, config.synapses_per_branch, interleaved)
     return random_routing(config.n_inputs, config.n_branches, config.synapses_per_branch, config.routing_seed)
 
 
@@ -309,17 +287,19 @@ class ELM(nn.Module):
 
     Parameters: `_proto_w_s` [d_s] (ŵ_s, init 0.5), `_proto_tau_m` [d_m] (p; trainable only with learn_tau_m),
     `mlp.network.{0,2,…}` Linear layers, `w_y` readout. Buffers (Branch-ELM): `input_to_synapse_indices`
-    [d_s], `valid_indices_mask` [d_s]. `fast=False` makes forward run the plain step loop.
+    [d_s], `valid_indices_mask` [d_s]. `fast=False` makes forward run the plain step loop. `layout`: the
+    synapse layout of the input channels (``.layout``), which the "neuronio" routing pairs channels by.
     """
 
-    def __init__(self, config: ELMConfig, fast: bool = True):
+    def __init__(self, config: ELMConfig, fast: bool = True, layout: SynapseLayout | None = None):
         super().__init__()
         self.config = config
         self.fast = fast
+        self.layout = layout
         self._proto_w_s = nn.Parameter(torch.full((config.n_synapses,), 0.5))
         self._proto_tau_m = nn.Parameter(initial_tau_m_logits(config), requires_grad=config.learn_tau_m)
         if config.n_branches:
-            indices, valid = make_routing(config)
+            indices, valid = make_routing(config, layout)
             self.register_buffer("input_to_synapse_indices", indices)
             self.register_buffer("valid_indices_mask", valid)
         self.mlp = MLP(
@@ -360,72 +340,3 @@ class ELM(nn.Module):
 
     def forward_reference(self, x: Tensor) -> Tensor:
         return elm_forward_reference(x, self.params(), self.config)
-
-    def num_params(self) -> int:
-        """Trainable parameters (masked synapse slots count, as in the public release)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-# ---------------------------------------------------------------------------- public-release interop
-
-_RELEASE_ARGS = {
-    "num_input": "n_inputs",
-    "num_output": "n_outputs",
-    "num_memory": "d_memory",
-    "mlp_hidden_size": "mlp_hidden",
-    "mlp_num_layers": "mlp_layers",
-    "mlp_activation": "activation",
-    "memory_tau_min": "tau_m_min_ms",
-    "memory_tau_max": "tau_m_max_ms",
-    "lambda_value": "lambda_value",
-    "num_branch": "n_branches",
-    "num_synapse_per_branch": "synapses_per_branch",
-    "input_to_synapse_routing": "routing",
-    "learn_memory_tau": "learn_tau_m",
-    "tau_s_value": "tau_s_ms",
-    "tau_b_value": "tau_s_ms",
-}
-
-
-def config_from_release_args(args: dict, version: int = 1) -> ELMConfig:
-    """ELMConfig from the public release's constructor arguments (e.g. cases.json "config")."""
-    unknown = sorted(set(args) - set(_RELEASE_ARGS))
-    if unknown:
-        raise ValueError(f"unknown ELM release arguments: {unknown}")
-    fields = {_RELEASE_ARGS[k]: v for k, v in args.items()}
-    if "routing" in fields:
-        fields["routing"] = {"neuronio_routing": "neuronio", "random_routing": "random"}.get(
-            fields["routing"], fields["routing"]
-        )
-    return ELMConfig(version=version, **fields)
-
-
-def load_conformance_npz(path: str | Path, release_args: dict) -> ELM:
-    """Build the ELM of a conformance case (public-release argument names) and load its npz weights.
-
-    The version follows from the arrays (`tau_b`: v2). Raises ValueError when the file disagrees with the
-    config: trace time constants, routing indices/mask, or τ_m recomputed from `_proto_tau_m`.
-    """
-    arrays = np.load(path)
-    version = 2 if "tau_b" in arrays.files else 1
-    config = config_from_release_args(release_args, version=version)
-    tau_trace = arrays["tau_b" if version == 2 else "tau_s"]
-    if not np.allclose(tau_trace, config.tau_s_ms):
-        raise ValueError(f"{path}: trace time constants differ from tau_s_ms = {config.tau_s_ms}")
-    model = ELM(config)
-    if config.n_branches:
-        for name in ("input_to_synapse_indices", "valid_indices_mask"):
-            if not np.array_equal(arrays[name], getattr(model, name).numpy()):
-                raise ValueError(f"{path}: {name} differs from the {config.routing} routing")
-    state_keys = set(model.state_dict())
-    loaded = {
-        name.replace("__", "."): torch.from_numpy(arrays[name])
-        for name in arrays.files
-        if name.replace("__", ".") in state_keys
-    }
-    model.load_state_dict(loaded, strict=True)
-    with torch.no_grad():
-        tau_m = model.tau_m_ms().numpy()
-    if not np.allclose(tau_m, arrays["tau_m_effective"], rtol=1e-5, atol=1e-5):
-        raise ValueError(f"{path}: τ_m from _proto_tau_m differs from tau_m_effective")
-    return model

@@ -52,6 +52,3 @@ class LSTMModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         hidden, _ = self.lstm(x)
         return self.readout(hidden)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

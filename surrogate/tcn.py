@@ -88,6 +88,3 @@ class TCN(nn.Module):
         features = self.body(x.transpose(1, 2))
         y = torch.cat([self.spike_head(features), self.voltage_head(features)], dim=1)
         return y.transpose(1, 2)
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.elm import (
-    ELM,
-    ELMConfig,
-    branch_sum,
-    elm_step,
-    initial_state,
-    load_conformance_npz,
-    make_routing,
-    neuronio_routing,
-)
+from surrogate.elm import ELM, ELMConfig, branch_sum, elm_step, initial_state, make_routing
+from surrogate.models import num_params
+from surrogate.published import load_conformance_npz
+from surrogate.routing import neuronio_routing
 
 
 def _numpy_elm(x, w_s, tau_s, tau_m, mlp, w_y, b_y, lam, version):
@@ -86,7 +80,7 @@ def test_conformance(shared_data, name, fast):
         y = model(torch.from_numpy(arrays["x"])).numpy()
     assert y.shape == tuple(case["y_shape"])
     assert np.abs(y - arrays["y"]).max() < 1e-4
-    assert model.num_params() == case["trainable_params"]
+    assert num_params(model) == case["trainable_params"]
 
 
 def test_conformance_loader_rejects_wrong_routing(shared_data, tmp_path):
@@ -116,7 +110,7 @@ def _count_formula(d_s, d_b, d_m, h, d_out=2):
     ],
 )
 def test_parameter_counts(fields, expected):
-    assert ELM(ELMConfig(**fields)).num_params() == expected
+    assert num_params(ELM(ELMConfig(**fields))) == expected
 
 
 def test_neuronio_routing_layout():
