@@ -1,4 +1,5 @@
-"""What a surrogate costs: parameters, multiply-adds per simulated millisecond, inference speed.
+"""What a surrogate costs: multiply-adds per simulated millisecond and inference speed (parameters:
+:func:`surrogate.models.num_params`).
 
 ELM models are costed from their config (the per-step arithmetic of the ELM equations); other models are costed
 by forward hooks on their layers during a short probe run, which holds for models that apply each layer once per
@@ -10,16 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from conventions.signals import DT_MS
 from surrogate.elm import ELM, ELMConfig
 
 PROBE_STEPS = 32  # ms of input in the hook probe; layer costs per step do not depend on it
-
-
-def num_params(model: nn.Module) -> int:
-    """Trainable parameters; the model's own ``num_params()`` when it has one (its documented convention)."""
-    if hasattr(model, "num_params"):
-        return int(model.num_params())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def elm_macs_per_step(config: ELMConfig) -> int:
@@ -71,7 +66,7 @@ def hooked_macs_per_step(model: nn.Module, n_inputs: int, steps: int = PROBE_STE
     return round(total / steps)
 
 
-def macs_per_ms(model: nn.Module, n_inputs: int, dt_ms: float = 1.0) -> tuple[int, str]:
+def macs_per_ms(model: nn.Module, n_inputs: int, dt_ms: float = DT_MS) -> tuple[int, str]:
     """(multiply-adds per simulated ms, method) with method "elm-config" or "forward-hooks"."""
     if isinstance(model, ELM):
         return round(elm_macs_per_step(model.config) / dt_ms), "elm-config"

@@ -22,8 +22,9 @@ from analysis import cost, metrics
 from biophys.dataset import NeuronIOStore, StoreError
 from conventions.scores import spike_auc
 from conventions.signals import BURN_IN_MS, spikes_in_bins
-from surrogate.data import NeuronIOArrays, predict_store
-from surrogate.models import model_input_width
+from surrogate.data import NeuronIOArrays
+from surrogate.predict import model_channels, predict_store
+from surrogate.models import model_input_width, num_params
 from surrogate.run import Run, RunError, load_run
 
 TPR_FPRS = (0.0025, 0.01)
@@ -38,7 +39,7 @@ class AnalysisError(ValueError):
 @dataclass
 class Evaluation:
     """One run scored on one store: the JSON-ready ``metrics`` and the ``predictions`` of
-    :func:`surrogate.data.predict_store` (for figures), with the run it came from."""
+    :func:`surrogate.predict.predict_store` (for figures), with the run it came from."""
 
     run: Run
     metrics: dict
@@ -134,6 +135,18 @@ def check_compatible(run: Run, store: NeuronIOStore) -> dict:
     return {"synapses": "ok", "cell": "ok"}
 
 
+def check_layout(run: Run, data: NeuronIOArrays, store: NeuronIOStore) -> np.ndarray | None:
+    """The store channel of each model input (None: store order), by the synapse layout the run recorded.
+
+    Raises:
+        AnalysisError: the store does not hold the channels the run was trained on (one line, naming one).
+    """
+    try:
+        return model_channels(run.model, data)
+    except StoreError as exc:
+        raise AnalysisError(f"run {run.path} cannot be scored on store {store.path}: {exc}") from None
+
+
 def _timing_inputs(pred: dict) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
     """Per-simulation (true spike times inside the scored stretch, probabilities, offsets) for metrics.spike_timing."""
     offset = pred["offset_ms"]
@@ -143,7 +156,7 @@ def _timing_inputs(pred: dict) -> tuple[list[np.ndarray], list[np.ndarray], list
 
 
 def score(pred: dict) -> dict:
-    """Spike and voltage metrics of one prediction dict (see :func:`surrogate.data.predict_store`)."""
+    """Spike and voltage metrics of one prediction dict (see :func:`surrogate.predict.predict_store`)."""
     fpr, tpr = metrics.roc(pred["spike_true"], pred["spike_prob"]) if pred["spike_true"].any() else (None, None)
     return {
         "spike_auc": spike_auc(pred["spike_true"], pred["spike_prob"]),
@@ -168,6 +181,7 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
     if valid_store is not None:
         check_compatible(run, valid_store)
     data = load_arrays(store) if data is None else data
+    check_layout(run, data, store)
     if not 0 <= burn_in_ms < data.n_time:
         raise AnalysisError(f"burn-in {burn_in_ms} ms leaves nothing of {data.n_time} ms simulations to score")
 
@@ -180,6 +194,7 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
     true, probs, offsets = _timing_inputs(pred)
     if valid_store is not None:
         valid_data = load_arrays(valid_store) if valid_data is None else valid_data
+        check_layout(run, valid_data, valid_store)
         valid_pred = predict_store(run.model, valid_data, burn_in_ms)
         threshold = metrics.choose_threshold(*_timing_inputs(valid_pred))
         source = f"validation store {valid_store.path}"
@@ -208,7 +223,7 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
         "scored_ms": data.n_sims * (data.n_time - burn_in_ms),
         **score(pred),
         "spike_timing": timing,
-        "params": cost.num_params(run.model),
+        "params": num_params(run.model),
         "macs_per_ms": macs,
         "macs_method": macs_method,
         "speed": speed,

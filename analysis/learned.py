@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -37,3 +38,17 @@ def input_weights(model: ELM) -> np.ndarray:
     per_input = torch.zeros(model.config.n_inputs, dtype=torch.float64)
     per_input.index_add_(0, params.routing.cpu(), w)
     return per_input.numpy()
+
+
+def weights_by_synapse(model: ELM, synapses: pd.DataFrame, channels: np.ndarray | None) -> pd.DataFrame:
+    """The synapse of each model input with its learned weight, joined by identity rather than position.
+
+    Args:
+        synapses: a store's synapse table, one row per store channel in store order (``NeuronIOStore.synapses``).
+        channels: int [n_inputs] the store channel feeding each model input (``analysis.evaluate.check_layout``;
+            None: store order).
+    Returns:
+        ``synapses`` in model input order (index reset) with a column ``w_s`` (:func:`input_weights`).
+    """
+    table = synapses if channels is None else synapses.iloc[np.asarray(channels)]
+    return table.reset_index(drop=True).assign(w_s=input_weights(model))

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from analysis import learned, metrics, plots
-from analysis.evaluate import (AnalysisError, Evaluation, evaluate, load_arrays, open_run, open_store,
-                               run_burn_in)
+from analysis.evaluate import (AnalysisError, Evaluation, check_layout, evaluate, load_arrays, open_run,
+                               open_store, run_burn_in)
 from biophys.dataset import NeuronIOStore
 from conventions.atomic import temporary_sibling
 from conventions.provenance import git_commit
@@ -111,27 +111,26 @@ def _trace_figure(names: list[str], evaluations: list[Evaluation], data: NeuronI
             "(predicted spikes at each model's chosen threshold)", path)
 
 
-def _elm_figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore,
+def _elm_figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore, data: NeuronIOArrays,
                  fig_dir: Path) -> list[tuple[str, Path]]:
-    elms = [(n, ev.run.model) for n, ev in zip(names, evaluations) if learned.is_elm(ev.run.model)]
+    elms = [(n, ev.run) for n, ev in zip(names, evaluations) if learned.is_elm(ev.run.model)]
     if not elms:
         return []
     figures = [("ELM memory time constants τ_m (filled: used by the model; hollow: initial log-spaced values)",
-                plots.plot_tau_m({n: learned.tau_m_ms(m) for n, m in elms}, fig_dir / "tau_m.png",
-                                 {n: learned.initial_tau_m_ms(m) for n, m in elms}))]
+                plots.plot_tau_m({n: learned.tau_m_ms(r.model) for n, r in elms}, fig_dir / "tau_m.png",
+                                 {n: learned.initial_tau_m_ms(r.model) for n, r in elms}))]
     synapses = store.synapses()
-    exc = (synapses["kind"] == "exc").to_numpy()
-    for n, model in elms:
-        w = learned.input_weights(model)
+    for n, run in elms:
+        table = learned.weights_by_synapse(run.model, synapses, check_layout(run, data, store))
+        exc = table[table["kind"] == "exc"]
         stem = _file_stem(n)
         figures.append((f"{n}: learned synaptic weight per input vs path distance from the soma",
-                        plots.plot_weight_vs_distance(synapses["distance_um"].to_numpy(), w, synapses["kind"].to_numpy(),
-                                                      fig_dir / f"weights_distance_{stem}.png",
+                        plots.plot_weight_vs_distance(table["distance_um"].to_numpy(), table["w_s"].to_numpy(),
+                                                      table["kind"].to_numpy(), fig_dir / f"weights_distance_{stem}.png",
                                                       title=f"{n}: w_s vs distance from soma")))
         figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by learned weight",
-                        plots.plot_morphology_weights(synapses["pos_x_um"].to_numpy()[exc],
-                                                      synapses["pos_y_um"].to_numpy()[exc], w[exc],
-                                                      fig_dir / f"morphology_{stem}.png",
+                        plots.plot_morphology_weights(exc["pos_x_um"].to_numpy(), exc["pos_y_um"].to_numpy(),
+                                                      exc["w_s"].to_numpy(), fig_dir / f"morphology_{stem}.png",
                                                       title=f"{n}: excitatory w_s on the morphology")))
     return figures
 
@@ -157,7 +156,7 @@ def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOSto
                         plots.plot_training_curves(histories, fig_dir / "training.png")))
     else:
         notes.append("Training curves: no run recorded a training history.")
-    elm_figures = _elm_figures(names, evaluations, store, fig_dir)
+    elm_figures = _elm_figures(names, evaluations, store, data, fig_dir)
     if not elm_figures:
         notes.append("τ_m and learned synaptic weights: no ELM among the runs.")
     return figures + elm_figures, notes

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from analysis import learned
+from fakes import fake_synapses
 from surrogate.elm import ELM, ELMConfig
 
 
@@ -25,7 +26,21 @@ def test_vanilla_elm_weights_are_relu_of_the_raw_weights():
 
 def test_tau_m_starts_log_spaced_between_the_bounds():
     model = ELM(ELMConfig(n_inputs=4, d_memory=20))
-    expected = np.geomspace(1.0, 150.0, 20)  # shared/specs/elm.md: 1.0, 1.3, 1.7, 2.2, …, 150 ms
+    expected = np.geomspace(1.0, 150.0, 20)  # Spieler et al. 2023: 1.0, 1.3, 1.7, 2.2, …, 150 ms
     assert learned.initial_tau_m_ms(model) == pytest.approx(expected, rel=1e-4)
     assert learned.tau_m_ms(model) == pytest.approx(expected, rel=1e-4)
     assert learned.is_elm(model) and not learned.is_elm(torch.nn.Linear(2, 2))
+
+
+def test_weights_join_the_synapse_of_each_input_by_its_store_channel():
+    synapses = fake_synapses(4)  # store channels 0–3 excitatory, 4–7 inhibitory
+    model = ELM(ELMConfig(n_inputs=8, d_memory=3))
+    with torch.no_grad():
+        model._proto_w_s.copy_(torch.arange(8.0))
+    channels = np.array([7, 6, 5, 4, 3, 2, 1, 0])  # model input i reads store channel 7 − i
+    table = learned.weights_by_synapse(model, synapses, channels)
+    assert table["w_s"].tolist() == list(range(8))
+    assert table["kind"].tolist() == ["inh"] * 4 + ["exc"] * 4
+    assert table["distance_um"].tolist() == synapses["distance_um"].to_numpy()[::-1].tolist()
+    in_order = learned.weights_by_synapse(model, synapses, None)
+    assert in_order["segment"].tolist() == synapses["segment"].tolist() and in_order["w_s"].tolist() == list(range(8))

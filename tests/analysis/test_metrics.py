@@ -11,6 +11,7 @@ from analysis import cost, metrics
 from conventions.scores import spike_auc
 from conventions.spikes import match_spikes
 from surrogate.elm import ELM, ELMConfig
+from surrogate.models import num_params
 
 
 def test_auc_perfect_inverted_and_random():
@@ -122,7 +123,7 @@ def test_elm_macs_match_the_equations_by_hand():
     v2 = ELMConfig(n_inputs=1278, n_branches=45, synapses_per_branch=100, d_memory=20, version=2)
     assert cost.elm_macs_per_step(v2) == 4500 + 45 + 40 + 2600 + 800 + 40
     assert cost.macs_per_ms(ELM(config), 1278) == (cost.elm_macs_per_step(config), "elm-config")
-    assert cost.num_params(ELM(config)) == 8002
+    assert num_params(ELM(config)) == 8002
 
 
 def test_hooked_macs_of_lstm_and_conv():

@@ -12,8 +12,9 @@ from analysis import evaluate as ev
 from analysis.__main__ import main
 from analysis.report import write_report
 from biophys.dataset import NeuronIOStore
+from conventions.layout import SynapseLayout
 from fakes import fake_store
-from surrogate.models import build_model, model_kind
+from surrogate.models import build_model, model_kind, num_params
 from surrogate.run import Run
 
 torch.set_num_threads(1)
@@ -37,7 +38,7 @@ def make_run(path, kind, store_path, n_inputs=16, cell=None, status="finished", 
               "train": str(store_path), "valid": str(store_path), **config_fields}
     history = [{"epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "valid_loss": 1.2 / e, "valid_auc": 0.5 + 0.1 * e,
                 "valid_rmse_mv": 3.0 / e, "lr": 1e-3} for e in (1, 2, 3)]
-    metrics = {"model": config["model"], "num_params": model.num_params(),
+    metrics = {"model": config["model"], "num_params": num_params(model),
                "provenance": {"data": {"train": {"path": str(store_path), "provenance": provenance}}}}
     if status is not None:
         metrics["status"] = status
@@ -75,7 +76,7 @@ def test_report_has_table_figures_and_metrics(tmp_path, stores):
         assert r["speed"]["speedup_vs_neuron"] is None and "neuron_wall_s" in r["speed"]["speedup_reason"]
         assert r["scored_ms"] == 3 * (1000 - 150)
     belm = summary["runs"][0]
-    assert belm["params"] == build_model("branch-elm", TINY["branch-elm"], n_inputs=16).num_params()
+    assert belm["params"] == num_params(build_model("branch-elm", TINY["branch-elm"], n_inputs=16))
     assert belm["macs_method"] == "elm-config"
 
 
@@ -298,3 +299,22 @@ def test_report_into_an_existing_directory_replaces_the_earlier_report_and_keeps
     assert ev.open_run(belm).metrics["status"] == "finished"  # the run directories are untouched
     assert sorted(p.name for p in out.iterdir()) == ["belm", "data", "figures", "metrics.json", "report.md", "tcn"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "test.zarr", "valid.zarr"]  # no temporaries
+
+
+def test_a_run_is_scored_by_its_recorded_synapse_layout_and_refused_where_the_store_lacks_it(tmp_path, stores):
+    test, _ = stores
+    store = NeuronIOStore(test)
+    synapses = store.synapses()
+    own = SynapseLayout(tuple(synapses["segment"]), tuple(synapses["kind"]))
+
+    def run_with(layout, name):
+        torch.manual_seed(0)
+        model = build_model("tcn", TINY["tcn"], n_inputs=16, layout=layout).eval()
+        return Run(path=tmp_path / name, config={"model": "tcn"}, metrics={"status": "finished"}, history=[],
+                   model=model, data_provenance={})
+
+    in_order = ev.evaluate(run_with(own, "own"), store).metrics
+    assert in_order["spike_auc"] is not None
+    renamed = SynapseLayout(("elsewhere(0.5)",) + own.segments[1:], own.kinds)
+    with pytest.raises(ev.AnalysisError, match="cannot be scored on store .*lacks 1 of the run's 16 channels"):
+        ev.evaluate(run_with(renamed, "renamed"), store)
