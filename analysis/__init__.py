@@ -1,0 +1,16 @@
+"""Evaluation and reports of trained surrogates, the last package of the data flow.
+
+``analysis`` reads what the others write: stores through :mod:`biophys.dataset`, run directories through
+:mod:`surrogate.run`, predictions through :mod:`surrogate.predict`; the shared rules (time bins, spike-bin rule,
+soma clip, burn-in, spike matching, scores) come from :mod:`conventions`. Neither ``biophys`` nor ``surrogate``
+imports it.
+
+- ``metrics``   ROC, TPR at fixed FPR, spike timing (coincidence factor), soma errors: pure NumPy functions
+- ``cost``      multiply-adds per simulated ms and inference speed
+- ``evaluate``  one run scored on one store (compatibility checks, burn-in, threshold choice)
+- ``learned``   an ELM's τ_m and synaptic weights, joined to the store's synapses
+- ``plots``     the figures, one PNG each
+- ``report``    several runs: report.md, metrics.json and figures, written whole and renamed into place
+- ``ablation``  sweeps that train one variant each and tabulate their scores; the toy cell of quick mode
+- ``__main__``  ``python -m analysis evaluate|report``
+"""
