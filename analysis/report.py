@@ -259,6 +259,11 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
     if not run_dirs:
         raise AnalysisError("no runs to report on")
     runs = [open_run(d) for d in run_dirs]
+    out_dir = Path(out_dir)
+    for run in runs:
+        if out_dir.resolve() == run.path.resolve():
+            raise AnalysisError(f"--out {out_dir} is run directory {run.path}: the report's {SUMMARY_FILE} would "
+                                "replace the run's; write the report elsewhere")
     store = open_store(store_path)
     valid = open_store(valid_store) if valid_store is not None else None
     data = load_arrays(store)
@@ -268,7 +273,6 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
     names = _unique_names(evaluations)
     results = [dict(ev.metrics, name=n) for n, ev in zip(names, evaluations)]
 
-    out_dir = Path(out_dir)
     out_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out_dir.resolve())
     try:

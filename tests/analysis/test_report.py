@@ -299,6 +299,9 @@ def test_report_into_an_existing_directory_replaces_the_earlier_report_and_keeps
     assert ev.open_run(belm).metrics["status"] == "finished"  # the run directories are untouched
     assert sorted(p.name for p in out.iterdir()) == ["belm", "data", "figures", "metrics.json", "report.md", "tcn"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "test.zarr", "valid.zarr"]  # no temporaries
+    with pytest.raises(ev.AnalysisError, match="is run directory"):
+        write_report([tcn], test, out / "tcn")  # would replace the run's own metrics.json
+    assert ev.open_run(tcn).metrics["status"] == "finished"
 
 
 def test_a_run_is_scored_by_its_recorded_synapse_layout_and_refused_where_the_store_lacks_it(tmp_path, stores):
