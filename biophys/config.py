@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from biophys import synapses
+from biophys.morphology import morphology_spec
 from conventions.configkeys import check_field_types, field_names, refuse_unknown_keys
 from conventions.signals import DT_MS
 
@@ -34,6 +35,7 @@ class CellConfig:
         check_field_types(self)
         if self.name not in ("l5pc", "ball-and-stick"):
             raise ValueError(f"CellConfig.name must be 'l5pc' or 'ball-and-stick', got {self.name!r}")
+        morphology_spec(self.name, self.morphology)
         if self.synapse_model not in synapses.EXCITATORY_MODELS:
             raise ValueError(f"CellConfig.synapse_model must be one of {synapses.EXCITATORY_MODELS}, "
                              f"got {self.synapse_model!r}")

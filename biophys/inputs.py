@@ -275,3 +275,18 @@ def draw_inputs(cfg: InputConfig, segments: pd.DataFrame, duration_ms: float, rn
     generator; see the module docstring for the protocol.
     """
     return draw_spikes(draw_rates(cfg, segments, duration_ms, rng).rate_per_ms, rng)
+
+
+def spike_matrix_to_times(input_spikes: np.ndarray) -> list[np.ndarray]:
+    """uint8/bool [n_synapses, T] counts per 1 ms bin → per-synapse float64 spike times (ms); a count c in
+    bin k gives c events at t = k ms."""
+    counts = np.asarray(input_spikes)
+    if counts.ndim != 2:
+        raise ValueError(f"input_spikes must be [n_synapses, T], got shape {counts.shape}")
+    if counts.size and counts.min() < 0:
+        raise ValueError("input_spikes must be non-negative counts")
+    rows, bins = np.nonzero(counts)
+    reps = counts[rows, bins].astype(np.int64)
+    rows, bins = np.repeat(rows, reps), np.repeat(bins, reps)
+    splits = np.searchsorted(rows, np.arange(1, counts.shape[0]))
+    return [b.astype(np.float64) for b in np.split(bins, splits)]

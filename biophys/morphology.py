@@ -1,30 +1,21 @@
-"""Morphologies as data: section geometry, the L5PC discretisation rules, and where a morphology comes from.
+"""Morphologies as data: section geometry, the L5PC discretisation rules, and which morphology a cell gets.
 
-A :class:`Morphology` is plain data (3-D points per section, parents, regions) that
-:mod:`biophys.simulator` turns into NEURON sections; nothing here imports NEURON. Reading Neurolucida ASC and
-SWC files goes through NEURON's Import3d and therefore lives in the simulator
-(:func:`biophys.simulator.read_morphology`), which calls :func:`check_morphology_file` first and returns a
-:class:`Morphology`.
-
-Rules of the Hay et al. 2011 L5PC model kept here:
+A :class:`Morphology` is plain data (3-D points per section, parents, regions); nothing here imports NEURON.
+Files are read through NEURON's Import3d by :mod:`biophys.morphology_io`; the built-in geometries are in
+:mod:`biophys.synthetic`. Rules of the Hay et al. (2011) L5PC model kept here:
 
 - regions (NEURON section lists): ``soma``, ``basal`` (named ``dend[i]``), ``apical`` (``apic[i]``), ``axon``;
 - the reconstructed axon is replaced by two 30 µm × 1 µm sections (:func:`replace_axon`);
 - every section gets ``nseg = 1 + 2·int(L / 40 µm)`` (:func:`nseg_for_length`);
 - every dendrite and the axon attach at ``soma(0.5)``; children attach with their 0 end.
 
-Morphology sources, in order (:func:`resolve_morphology`): a path the user gives; ``cell1.asc`` in the local
-cache (``$NEURONCOMPUTE_CACHE/morphologies`` or ``~/.cache/neuroncompute/morphologies``, filled by
-``python -m biophys fetch-morphology``); the deterministic synthetic L5PC of :func:`synthetic_l5pc`.
+A cell's morphology is named explicitly (:func:`morphology_spec`); :func:`describe_morphology` is what a store
+records of it.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +25,6 @@ import pandas as pd
 from conventions import cache as conventions_cache
 
 REGIONS = ("soma", "basal", "apical", "axon")
-DENDRITIC_REGIONS = ("basal", "apical")
 #: Section name prefix per region, as Import3d names them.
 REGION_PREFIX = {"soma": "soma", "basal": "dend", "apical": "apic", "axon": "axon"}
 
@@ -44,13 +34,8 @@ AXON_STUB_DIAM_UM = 1.0
 
 CELL1_NAME = "cell1.asc"
 CELL1_SHA256 = "a8afc0925afec1dd9241528ee6ccfdcb1c321904d876835990592c2573567383"
-CELL1_URL = "https://modeldb.science/getModelFile?model=139653&file=/L5bPCmodelsEH/morphologies/cell1.asc"
 #: The recording site called "nexus" in the NeuronIO data, on cell1.asc.
 CELL1_NEXUS = ("apic[50]", 0.9)
-
-SYNTHETIC_VERSION = "synthetic-l5pc/1"
-BALL_AND_STICK_VERSION = "ball-and-stick/1"
-_SYNTHETIC_SEED = 20110101  # fixed: the synthetic cell is one specific cell, not a random draw
 
 
 class MorphologyError(ValueError):
@@ -132,9 +117,8 @@ class Morphology:
             elif not np.all(np.isfinite(pts)) or np.any(pts[:, 3] <= 0) or sec.length_um <= 0:
                 problems.append(f"{sec.name}: non-finite points, non-positive diameter or zero length")
             seen.add(sec.name)
-        if nexus := self.nexus:
-            if nexus[0] not in seen:
-                problems.append(f"nexus section {nexus[0]!r} does not exist")
+        if self.nexus is not None and self.nexus[0] not in seen:
+            problems.append(f"nexus section {nexus[0]!r} does not exist")
         if problems:
             raise MorphologyError("invalid morphology: " + "; ".join(problems))
 
@@ -142,6 +126,19 @@ class Morphology:
 def nseg_for_length(length_um: float) -> int:
     """The L5PC discretisation rule: ``1 + 2·int(L / 40 µm)`` segments (always odd)."""
     return 1 + 2 * int(length_um / SEGMENT_LENGTH_UM)
+
+
+def _arc_lengths(points: np.ndarray) -> np.ndarray:
+    """float [n]: cumulative 3-D path length (µm) along the points."""
+    steps = np.linalg.norm(np.diff(np.asarray(points)[:, :3], axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+def point_at(points: np.ndarray, x: float) -> np.ndarray:
+    """float [4]: the point (x, y, z, diam) at normalised arc length ``x`` by linear interpolation."""
+    arc = _arc_lengths(points)
+    target = x * arc[-1]
+    return np.array([np.interp(target, arc, points[:, j]) for j in range(4)])
 
 
 def replace_axon(morph: Morphology) -> Morphology:
@@ -155,7 +152,7 @@ def replace_axon(morph: Morphology) -> Morphology:
     if orphans:
         raise MorphologyError(f"sections {orphans} attach to the axon, which is replaced by stubs")
     soma = morph.region("soma")[0]
-    start = _point_at(soma.points, 0.5)[:3]
+    start = point_at(soma.points, 0.5)[:3]
     stubs = []
     for i in range(2):
         top = start - np.array([0.0, AXON_STUB_LENGTH_UM * i, 0.0])
@@ -182,7 +179,7 @@ def segment_table(morph: Morphology) -> pd.DataFrame:
         length = sec.length_um
         for i in range(n):
             x = (i + 0.5) / n
-            pos = _point_at(sec.points, x)
+            pos = point_at(sec.points, x)
             dist = abs(x - 0.5) * length if sec.region == "soma" else start + x * length
             rows.append({
                 "section": sec.name, "region": sec.region, "index": i, "x": x,
@@ -223,28 +220,8 @@ def section_start_distances(morph: Morphology, origin: str | None = None) -> dic
     return starts
 
 
-def morphometrics(morph: Morphology) -> dict[str, float]:
-    """Summary numbers: section and segment counts per region, total lengths (µm), max apical path (µm)."""
-    out: dict[str, float] = {}
-    for region in REGIONS:
-        secs = morph.region(region)
-        out[f"n_sections_{region}"] = len(secs)
-        out[f"n_segments_{region}"] = sum(s.nseg for s in secs)
-        out[f"length_um_{region}"] = sum(s.length_um for s in secs)
-    apical_root = morph.region("apical")[0].name if morph.region("apical") else None
-    if apical_root is not None:
-        starts = section_start_distances(morph, origin=apical_root)
-        ends = [starts[s.name] + s.length_um for s in morph.region("apical")]
-        out["max_apical_path_um"] = max(ends)
-    soma_names = {s.name for s in morph.region("soma")}
-    out["n_basal_trees"] = sum(1 for s in morph.region("basal") if s.parent in soma_names)
-    return out
-
-
-# --- files ---------------------------------------------------------------------------------------------------
-
-
 def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -327,20 +304,15 @@ NAMED_MORPHOLOGIES = ("cell1", "synthetic", "ball-and-stick")
 
 
 def morphology_spec(cell_name: str, spec: str | None) -> str:
-    """The explicit morphology of a cell: "cell1", "synthetic", "ball-and-stick" or an absolute file path.
-
-    Args:
-        cell_name: "l5pc" or "ball-and-stick".
-        spec: None (the cell's :data:`DEFAULT_MORPHOLOGY`), one of :data:`NAMED_MORPHOLOGIES`, or a path to a
-            .asc/.swc file. The ball-and-stick cell has its own geometry only; "ball-and-stick" is not an L5PC.
-    """
+    """The explicit morphology of cell ``cell_name`` ("l5pc" or "ball-and-stick") for config value ``spec``:
+    None (the cell's :data:`DEFAULT_MORPHOLOGY`), one of :data:`NAMED_MORPHOLOGIES` or a .asc/.swc path, which
+    becomes absolute. The ball-and-stick cell has its built-in geometry only, and it is not an L5PC."""
     if cell_name not in DEFAULT_MORPHOLOGY:
         raise MorphologyError(f"unknown cell {cell_name!r}; expected 'l5pc' or 'ball-and-stick'")
     spec = DEFAULT_MORPHOLOGY[cell_name] if spec is None else str(spec)
-    if cell_name == "ball-and-stick" and spec != "ball-and-stick":
-        raise MorphologyError(f"the ball-and-stick cell has its built-in geometry only, not morphology {spec!r}")
-    if cell_name == "l5pc" and spec == "ball-and-stick":
-        raise MorphologyError("morphology 'ball-and-stick' belongs to --cell ball-and-stick, not to the l5pc")
+    if (cell_name == "ball-and-stick") != (spec == "ball-and-stick"):
+        raise MorphologyError(f"cell {cell_name!r} cannot have morphology {spec!r}; the ball-and-stick cell has "
+                              "its built-in geometry only (morphology 'ball-and-stick' or none)")
     if spec in NAMED_MORPHOLOGIES:
         return spec
     return str(Path(spec).expanduser().resolve())
@@ -376,225 +348,3 @@ def describe_morphology(cell_name: str, spec: str | None) -> dict:
     path = morphology_file(cell_name, spec)
     return {"morphology": morphology_spec(cell_name, spec),
             "morphology_sha256": None if path is None else file_sha256(path)}
-
-
-def resolve_morphology(name: str, spec: str | None) -> Path | Morphology:
-    """Where the morphology of a cell comes from: the file to read (see :func:`morphology_file`) or, for
-    built-in geometry, the Morphology (:func:`synthetic_l5pc` or :func:`ball_and_stick`, axon not yet
-    replaced)."""
-    path = morphology_file(name, spec)
-    if path is not None:
-        return path
-    return ball_and_stick() if name == "ball-and-stick" else synthetic_l5pc()
-
-
-def fetch_morphology(url: str = CELL1_URL, dest: str | Path | None = None, sha256: str | None = CELL1_SHA256,
-                     timeout_s: float = 60.0) -> Path:
-    """Download a morphology file to ``dest`` (default: the cache's cell1.asc), checking its sha256.
-
-    Skips the download if ``dest`` already has the expected hash. Writes a temporary file beside ``dest`` and
-    renames it, so ``dest`` is either absent or complete. Raises MorphologyError on a network failure or a
-    hash mismatch (nothing is written then).
-    """
-    dest = Path(dest) if dest is not None else cache_dir() / CELL1_NAME
-    if dest.is_file() and sha256 is not None and file_sha256(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                    for block in iter(lambda: response.read(1 << 16), b""):
-                        digest.update(block)
-                        out.write(block)
-            except OSError as exc:
-                raise MorphologyError(f"could not download {url}: {exc}") from exc
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise MorphologyError(f"{url} has sha256 {digest.hexdigest()}, expected {sha256}; not saved")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
-# --- generated morphologies ------------------------------------------------------------------------------------
-
-
-class _TreeBuilder:
-    """Grows sections as straight-ish polylines; names them per region in creation order (depth first)."""
-
-    def __init__(self, rng: np.random.Generator):
-        self.rng = rng
-        self.sections: list[SectionGeometry] = []
-        self.count = dict.fromkeys(REGIONS, 0)
-
-    def add(self, region: str, parent: SectionGeometry, parent_x: float, direction, length_um: float,
-            diam_start_um: float, diam_end_um: float, wiggle: float = 0.15) -> SectionGeometry:
-        """A section of ``length_um`` starting at ``parent(parent_x)``, heading along ``direction``.
-
-        Points every ~10 µm; the heading drifts by ``wiggle`` (radians-ish) per point for tortuosity, and the
-        diameter tapers linearly.
-        """
-        n = max(2, int(round(length_um / 10.0)) + 1)
-        heading = np.asarray(direction, dtype=float)
-        heading /= np.linalg.norm(heading)
-        step = length_um / (n - 1)
-        xyz = [_point_at(parent.points, parent_x)[:3]]
-        for _ in range(n - 1):
-            heading = heading + wiggle * self.rng.normal(size=3)
-            heading /= np.linalg.norm(heading)
-            xyz.append(xyz[-1] + step * heading)
-        diam = np.linspace(diam_start_um, diam_end_um, n)
-        sec = SectionGeometry(f"{REGION_PREFIX[region]}[{self.count[region]}]", region, parent.name, parent_x,
-                              np.column_stack([np.array(xyz), diam]))
-        self.count[region] += 1
-        self.sections.append(sec)
-        return sec
-
-    def branch(self, region: str, parent: SectionGeometry, direction, diam_um: float, order: int,
-               max_order: int, inner_length, terminal_length, p_branch: float, spread: float) -> None:
-        """A binary subtree: each section bifurcates with probability ``p_branch`` until ``max_order``."""
-        terminal = order >= max_order or self.rng.random() > p_branch
-        length = self.rng.uniform(*(terminal_length if terminal else inner_length))
-        end_diam = max(0.4, diam_um * (0.85 if terminal else 0.9))
-        sec = self.add(region, parent, 1.0, direction, length, diam_um, end_diam)
-        if terminal:
-            return
-        base = sec.points[-1, :3] - sec.points[-2, :3]
-        base /= np.linalg.norm(base)
-        child_diam = max(0.4, end_diam * 0.63)  # ≈ Rall's 3/2 power rule for two equal daughters
-        for sign in (1.0, -1.0):
-            d = _rotate_away(base, sign * spread, self.rng)
-            self.branch(region, sec, d, child_diam, order + 1, max_order, inner_length, terminal_length,
-                        p_branch, spread)
-
-
-def synthetic_l5pc() -> Morphology:
-    """A deterministic L5PC-like morphology for offline use (axon not yet replaced; no reconstructed axon).
-
-    Built from typical thick-tufted layer-5 morphometrics, scaled like Hay et al. 2011's cell1: a 23.2 µm ×
-    13.5 µm soma; 8 basal trees of binary branches (66 sections, ≈ 5.6 mm, radial reach ≈ 230 µm); an apical
-    trunk of 8 sections rising ≈ 800 µm along +y and tapering 3.5 → 1.8 µm, with an oblique tree at each of the
-    first 6 trunk branch points, and a tuft of 3 primary branches from the trunk's end (53 apical sections,
-    ≈ 6.2 mm, farthest tip ≈ 1.24 mm from the trunk base). 599 dendritic segments (286 basal, 313 apical) under
-    the nseg rule. The nexus is the trunk's last section at x = 0.9 (≈ 780 µm from the soma). Diameters are set
-    so that the membrane area (≈ 28,500 µm²) and, with the L5PC biophysics, the somatic input resistance
-    (≈ 51 MΩ; cell1: 45 MΩ) and rest (−80.6 mV) come close to cell1's; 0.5 / 0.8 / 1.0 nA steps give
-    8 / 15 / 17 spikes in 1 s (cell1: 6 / 15 / 17).
-    The same call always returns the same geometry (fixed seed), recorded as ``SYNTHETIC_VERSION``.
-    """
-    rng = np.random.default_rng(_SYNTHETIC_SEED)
-    tree = _TreeBuilder(rng)
-    soma_pts = np.array([[0.0, -11.6, 0.0, 13.5], [0.0, 0.0, 0.0, 13.5], [0.0, 11.6, 0.0, 13.5]])
-    soma = SectionGeometry("soma[0]", "soma", None, 0.0, soma_pts)
-    tree.sections.append(soma)
-    tree.count["soma"] = 1
-
-    for k in range(8):
-        angle = 2 * np.pi * (k + 0.3 * rng.random()) / 8
-        direction = np.array([np.cos(angle), -0.6 - 0.3 * rng.random(), np.sin(angle)])
-        primary = tree.add("basal", soma, 0.5, direction, rng.uniform(15, 30), 1.8, 1.5)
-        base = direction / np.linalg.norm(direction)
-        for sign in (1.0, -1.0):
-            tree.branch("basal", primary, _rotate_away(base, sign * 0.5, rng), 0.9, 1, 3,
-                        inner_length=(30, 60), terminal_length=(90, 150), p_branch=0.55, spread=0.45)
-
-    trunk_diam = np.linspace(3.5, 1.8, 9)
-    parent, parent_x = soma, 0.5
-    for k in range(8):
-        trunk = tree.add("apical", parent, parent_x, [0.0, 1.0, 0.0], rng.uniform(90, 110),
-                         trunk_diam[k], trunk_diam[k + 1], wiggle=0.03)
-        if k < 6:
-            angle = rng.uniform(0, 2 * np.pi)
-            oblique_dir = np.array([np.cos(angle), 0.5, np.sin(angle)])
-            tree.branch("apical", trunk, oblique_dir, 1.1, 1, 3, inner_length=(50, 90),
-                        terminal_length=(110, 170), p_branch=0.7, spread=0.5)
-        parent, parent_x = trunk, 1.0
-    nexus = (trunk.name, 0.9)
-    for k in range(3):
-        angle = 2 * np.pi * k / 3 + 0.3 * rng.random()
-        tree.branch("apical", trunk, [np.cos(angle), 1.0, np.sin(angle)], 1.8, 1, 4,
-                    inner_length=(60, 110), terminal_length=(130, 200), p_branch=0.85, spread=0.4)
-
-    return Morphology(_region_ordered(tree.sections), nexus, {"kind": "synthetic", "generator": SYNTHETIC_VERSION})
-
-
-def ball_and_stick() -> Morphology:
-    """The tiny demo cell (axon not yet replaced): a 20 µm × 20 µm soma, two 100 µm basal dendrites, a 200 µm
-    apical trunk splitting into two 60 µm tuft branches. 27 dendritic segments (54 synapses) under the nseg
-    rule; nexus at the trunk's x = 0.9."""
-    soma = SectionGeometry("soma[0]", "soma", None, 0.0,
-                           np.array([[0.0, -10.0, 0.0, 20.0], [0.0, 10.0, 0.0, 20.0]]))
-
-    def straight(name, region, parent, start, end, d0, d1):
-        return SectionGeometry(name, region, parent, 0.5 if parent == "soma[0]" else 1.0,
-                               np.array([[*start, d0], [*end, d1]], dtype=float))
-
-    b, t = 100 / np.sqrt(2), 60 / np.sqrt(2)  # 100 µm basal and 60 µm tuft branches at 45°
-    sections = (
-        soma,
-        straight("dend[0]", "basal", "soma[0]", (0, 0, 0), (b, -b, 0), 1.5, 1.0),
-        straight("dend[1]", "basal", "soma[0]", (0, 0, 0), (-b, -b, 0), 1.5, 1.0),
-        straight("apic[0]", "apical", "soma[0]", (0, 0, 0), (0, 200, 0), 3.0, 2.0),
-        straight("apic[1]", "apical", "apic[0]", (0, 200, 0), (t, 200 + t, 0), 1.2, 0.8),
-        straight("apic[2]", "apical", "apic[0]", (0, 200, 0), (-t, 200 + t, 0), 1.2, 0.8),
-    )
-    return Morphology(sections, ("apic[0]", 0.9), {"kind": "ball-and-stick", "generator": BALL_AND_STICK_VERSION})
-
-
-def _region_ordered(sections: list[SectionGeometry]) -> tuple[SectionGeometry, ...]:
-    """Sections ordered soma, basal, apical, axon, each region in creation (depth-first, index) order.
-
-    Names were given per region in creation order, so parents still precede their children."""
-    return tuple(s for region in REGIONS for s in sections if s.region == region)
-
-
-def _rotate_away(direction: np.ndarray, angle: float, rng: np.random.Generator) -> np.ndarray:
-    """``direction`` turned by ``angle`` (radians) about a random axis perpendicular to it."""
-    direction = np.asarray(direction, float) / np.linalg.norm(direction)
-    axis = np.cross(direction, rng.normal(size=3))
-    axis /= np.linalg.norm(axis)
-    return direction * np.cos(angle) + np.cross(axis, direction) * np.sin(angle)
-
-
-def _arc_lengths(points: np.ndarray) -> np.ndarray:
-    """float [n]: cumulative 3-D path length (µm) along the points."""
-    steps = np.linalg.norm(np.diff(np.asarray(points)[:, :3], axis=0), axis=1)
-    return np.concatenate([[0.0], np.cumsum(steps)])
-
-
-def _point_at(points: np.ndarray, x: float) -> np.ndarray:
-    """float [4]: the point (x, y, z, diam) at normalised arc length ``x`` by linear interpolation."""
-    arc = _arc_lengths(points)
-    target = x * arc[-1]
-    return np.array([np.interp(target, arc, points[:, j]) for j in range(4)])
-
-
-# --- command line ----------------------------------------------------------------------------------------------
-
-
-def register_cli(subparsers) -> None:
-    """Add ``fetch-morphology``: download Hay's cell1.asc (or another file) into the cache, sha256-checked."""
-    parser = subparsers.add_parser(
-        "fetch-morphology", help="download the L5PC reconstruction cell1.asc into the local cache",
-        description="Download a morphology (default: Hay et al. 2011 cell1.asc from ModelDB 139653) and check "
-                    "its sha256; the simulator then uses it instead of the synthetic L5PC.")
-    parser.add_argument("--url", default=CELL1_URL, help="where to download from (default: ModelDB)")
-    parser.add_argument("--dest", type=Path, default=None,
-                        help=f"target file (default: {cache_dir() / CELL1_NAME})")
-    parser.add_argument("--sha256", default=CELL1_SHA256, help="expected sha256 hex digest")
-    parser.set_defaults(func=_fetch_command)
-
-
-def _fetch_command(args: argparse.Namespace) -> int:
-    try:
-        path = fetch_morphology(args.url, args.dest, args.sha256)
-    except MorphologyError as exc:
-        print(f"error: {exc}")
-        return 1
-    print(path)
-    return 0

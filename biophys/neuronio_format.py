@@ -1,6 +1,7 @@
-"""The original NeuronIO pickle layout (Beniaguev, Segev & London 2021): read it, write it, import it.
+"""The original NeuronIO pickle layout (Beniaguev, Segev & London 2021): the one reader of it, the import
+into a store, and the input spike trains ``simulate`` runs the cell on.
 
-An original file is a pickle (protocol 2) of::
+An original file is a pickle (protocol 2, optionally gzip-compressed) of::
 
     {'Params': {'allSegmentsType': ['basal', ..., 'apical', ...],   # one per dendritic segment
                 'allSegmentsLength': [...], 'allSegments_DistFromSoma': [...], 'allSegments_SectionInd': [...],
@@ -13,15 +14,16 @@ An original file is a pickle (protocol 2) of::
 
 Only ``Params['allSegmentsType']`` and, per simulation, the two input dicts, ``somaVoltageLowRes`` and
 ``outputSpikeTimes`` are required; missing segment metadata becomes NaN (or "unknown") in the imported store.
-Input spike times fall into 1 ms bins ``floor(t)``; segments absent from an input dict have no spikes.
+Imported input spike times fall into 1 ms bins ``floor(t)``; segments absent from an input dict have no spikes.
+:func:`read_inputs` keeps the exact times for simulating (and reads a store's inputs too).
 """
 
 from __future__ import annotations
 
-import argparse
+import gzip
 import hashlib
 import pickle
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -30,11 +32,14 @@ import pandas as pd
 import xarray as xr
 
 from biophys import dataset
+from biophys.inputs import spike_matrix_to_times
 from conventions.provenance import provenance
 
 TREES = ("basal", "apical")
 _SIMS_KEY = "listOfSingleSimulationDicts"
-_REQUIRED_SIM_KEYS = ("exInputSpikeTimes", "inhInputSpikeTimes", "somaVoltageLowRes", "outputSpikeTimes")
+_INPUT_KEYS = ("exInputSpikeTimes", "inhInputSpikeTimes")
+_REQUIRED_SIM_KEYS = (*_INPUT_KEYS, "somaVoltageLowRes", "outputSpikeTimes")
+_GZIP_MAGIC = b"\x1f\x8b"
 #: Stored as ``seed`` for imported simulations: the original files seed a whole file, not each simulation.
 UNKNOWN_SEED = -1
 
@@ -43,20 +48,28 @@ class NeuronIOFormatError(ValueError):
     """A file does not follow the original NeuronIO layout (the message names the file and what is wrong)."""
 
 
-# --- reading and writing the original layout -------------------------------------------------------------------
+# --- reading the original layout -------------------------------------------------------------------------------
 
 
-def read_pickle(path: str | Path) -> tuple[dict, list[dict]]:
-    """(Params, list of simulation dicts) of an original file, with the required keys checked.
+def read_pickle(path: str | Path, required: Sequence[str] = _REQUIRED_SIM_KEYS) -> tuple[dict, list[dict]]:
+    """(Params, list of simulation dicts) of an original file (plain or gzip-compressed), with the keys checked.
 
+    Args:
+        required: the keys every simulation dict must have (the input dicts suffice to simulate).
     Raises:
-        NeuronIOFormatError: unreadable file, or a missing key (named with the file).
+        NeuronIOFormatError: a missing or unreadable file, not a pickle, or a missing key (named with the file).
     """
     path = Path(path)
+    if not path.is_file():
+        raise NeuronIOFormatError(f"{path}: no such file")
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as exc:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == _GZIP_MAGIC
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            # The original files are Python 2 pickles: latin1 keeps their NumPy buffers intact.
+            data = pickle.load(f, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, IndexError,
+            KeyError, TypeError) as exc:
         raise NeuronIOFormatError(f"{path}: cannot read as a pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict):
         raise NeuronIOFormatError(f"{path}: top level is a {type(data).__name__}, expected a dict with 'Params' "
@@ -75,62 +88,10 @@ def read_pickle(path: str | Path) -> tuple[dict, list[dict]]:
     for i, sim in enumerate(sims):
         if not isinstance(sim, dict):
             raise NeuronIOFormatError(f"{path}: simulation {i} is a {type(sim).__name__}, expected a dict")
-        for key in _REQUIRED_SIM_KEYS:
+        for key in required:
             if key not in sim:
                 raise NeuronIOFormatError(f"{path}: simulation {i} is missing key {key!r}")
     return params, sims
-
-
-def write_pickle(path: str | Path, params: dict, sims: Sequence[dict]) -> Path:
-    """Write ``{'Params': params, 'Results': {'listOfSingleSimulationDicts': sims}}`` as pickle protocol 2."""
-    path = Path(path)
-    with open(path, "wb") as f:
-        pickle.dump({"Params": params, "Results": {_SIMS_KEY: list(sims)}}, f, protocol=2)
-    return path
-
-
-def params_dict(segments: pd.DataFrame, duration_ms: int, n_sims: int, random_seed: int) -> dict:
-    """Original-layout ``Params`` for dendritic ``segments`` (columns ``tree``, ``length_um``, ``distance_um``,
-    and ``section_index``: index of the segment's section among all dendritic sections, basal first)."""
-    return {
-        "allSegmentsType": [str(t) for t in segments["tree"]],
-        "allSegmentsLength": [float(v) for v in segments["length_um"]],
-        "allSegments_DistFromSoma": [float(v) for v in segments["distance_um"]],
-        "allSegments_SectionInd": [int(v) for v in segments["section_index"]],
-        "totalSimDurationInSec": duration_ms / 1000.0,
-        "numSimulations": int(n_sims),
-        "randomSeed": int(random_seed),
-    }
-
-
-def simulation_dict(input_spikes: np.ndarray, soma_mV: np.ndarray, output_spike_times_ms: np.ndarray,
-                    nexus_mV: np.ndarray | None = None, dendritic_mV: np.ndarray | None = None) -> dict:
-    """One simulation in the original layout.
-
-    Args:
-        input_spikes: uint8/bool [2·n_segment, T]: excitatory channels, then inhibitory (one spike per bin at most).
-        soma_mV: float [T] at 1 ms; nexus_mV: optional float [T]; output_spike_times_ms: float [n].
-        dendritic_mV: optional float [n_segment, T].
-    Returns:
-        dict with float64 spike-time arrays keyed by segment index (segments with spikes only) and float16
-        voltages and output spike times, as in the original files.
-    """
-    spikes = np.asarray(input_spikes)
-    n_seg = spikes.shape[0] // 2
-    trains = [{int(s): np.flatnonzero(row).astype(np.float64) for s, row in enumerate(half) if row.any()}
-              for half in (spikes[:n_seg], spikes[n_seg:])]
-    sim = {
-        "exInputSpikeTimes": trains[0],
-        "inhInputSpikeTimes": trains[1],
-        "somaVoltageLowRes": np.asarray(soma_mV, dtype=np.float16),
-        "recordingTimeLowRes": np.arange(len(soma_mV), dtype=np.float32),
-        "outputSpikeTimes": np.asarray(output_spike_times_ms, dtype=np.float16),
-    }
-    if nexus_mV is not None:
-        sim["nexusVoltageLowRes"] = np.asarray(nexus_mV, dtype=np.float16)
-    if dendritic_mV is not None:
-        sim["dendriticVoltagesLowRes"] = np.asarray(dendritic_mV, dtype=np.float16)
-    return sim
 
 
 # --- conversion to the store format ------------------------------------------------------------------------------
@@ -246,14 +207,20 @@ def to_dataset(files: Sequence[str | Path]) -> xr.Dataset:
     """Read original files into one store-format dataset (simulations in file order, then list order).
 
     Raises:
-        NeuronIOFormatError: a malformed file, or files that disagree on segments or duration.
+        NeuronIOFormatError: a malformed file, one given twice, or files that disagree on segments or duration.
     """
     files = [Path(f) for f in files]
     if not files:
         raise NeuronIOFormatError("no NeuronIO files given")
+    digests: dict[str, Path] = {}
     segments, arrays, sources = None, [], []
     for path in files:
         params, sims = read_pickle(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in digests:
+            raise NeuronIOFormatError(f"{path}: the same file as {digests[digest]} (equal sha256); give each file "
+                                      "once, or its simulations would be imported twice")
+        digests[digest] = path
         table = segment_table(path, params)
         if segments is None:
             segments, n_time = table, len(sims[0]["somaVoltageLowRes"])
@@ -264,7 +231,7 @@ def to_dataset(files: Sequence[str | Path]) -> xr.Dataset:
             raise NeuronIOFormatError(f"{path}: simulations last {len(sims[0]['somaVoltageLowRes'])} ms, those of "
                                       f"{files[0]} {n_time} ms")
         arrays.append(_file_arrays(path, params, sims))
-        sources.append({"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        sources.append({"file": str(path), "sha256": digest,
                         "n_sims": len(sims), "randomSeed": params.get("randomSeed")})
     merged = {k: [v for a in arrays for v in a[k]] for k in arrays[0]}
     n_sims = len(merged["soma"])
@@ -285,24 +252,67 @@ def import_neuronio(files: Sequence[str | Path], out: str | Path) -> Path:
     return dataset.write_store(to_dataset(files), out)
 
 
-# --- command line --------------------------------------------------------------------------------------------------
+# --- input spike trains for the simulator ---------------------------------------------------------------------
 
 
-def register_cli(subparsers) -> None:
-    """Add ``import-neuronio FILE.p... --out STORE`` to an argparse subparsers object."""
-    p = subparsers.add_parser("import-neuronio", help="convert original NeuronIO pickles into a store",
-                              description="Read pickles in the original NeuronIO layout (Beniaguev et al. 2021) "
-                              "and write their simulations as one NeuronIO store.")
-    p.add_argument("files", nargs="+", type=Path, help="original .p files")
-    p.add_argument("--out", type=Path, required=True, help="the store to write")
-    p.set_defaults(func=_import_command)
+@dataclass
+class SimulationInputs:
+    """Input spike trains read from an original pickle or a NeuronIO store.
+
+    Attributes:
+        spike_times: per simulation, one float64 array of spike times (ms) per synapse in dataset order.
+        duration_ms: T, the simulated duration of every simulation.
+        seeds: int64 [n_sim] the simulations' seeds (a pickle's index when it has none).
+        sim_index: int64 [n_sim] the simulations' indices in the source.
+        source: a short description of where they came from.
+        config: the config a store was made with (its ``config`` attribute), {} for a pickle.
+    """
+
+    spike_times: list[list[np.ndarray]]
+    duration_ms: int
+    seeds: np.ndarray
+    sim_index: np.ndarray
+    source: str
+    config: dict = field(default_factory=dict)
 
 
-def _import_command(args: argparse.Namespace) -> int:
-    try:
-        path = import_neuronio(args.files, args.out)
-    except (NeuronIOFormatError, dataset.StoreError) as exc:
-        print(f"import-neuronio: {exc}", file=sys.stderr)
-        return 2
-    print(dataset.NeuronIOStore(path).summary())
-    return 0
+def read_inputs(path: str | Path) -> SimulationInputs:
+    """Read the input spike trains of a NeuronIO store (a directory) or an original pickle (plain or gzip).
+
+    A pickle holds ``exInputSpikeTimes`` / ``inhInputSpikeTimes`` (segment index → times in ms) per simulation;
+    excitatory synapse k is row k, inhibitory synapse k is row n_segments + k, with n_segments from
+    ``Params['allSegmentsType']``; the times are kept as they are (not binned). Only open pickles you trust:
+    unpickling can run code.
+
+    Raises:
+        NeuronIOFormatError: no such path, or a file that is not an original NeuronIO pickle.
+        biophys.dataset.StoreError: a directory that is not a valid store.
+    """
+    path = Path(path)
+    if path.is_dir():
+        store = dataset.NeuronIOStore(path).load()
+        spikes = store.ds["input_spikes"].values
+        times = [spike_matrix_to_times(spikes[i].T) for i in range(store.n_sims)]
+        return SimulationInputs(times, store.n_time, store.ds["seed"].values.astype(np.int64),
+                                store.sim_ids.astype(np.int64), f"store {path}", store.config)
+    if not path.exists():
+        raise NeuronIOFormatError(f"{path}: no such input file or store")
+    params, sims = read_pickle(path, required=_INPUT_KEYS)
+    if "totalSimDurationInSec" not in params:
+        raise NeuronIOFormatError(f"{path}: missing key 'Params' → 'totalSimDurationInSec'")
+    n_segments = len(params["allSegmentsType"])
+    duration_ms = int(round(float(params["totalSimDurationInSec"]) * 1000.0))
+    times = []
+    for i, sim in enumerate(sims):
+        trains = [np.zeros(0)] * (2 * n_segments)
+        for offset, key in ((0, "exInputSpikeTimes"), (n_segments, "inhInputSpikeTimes")):
+            if not isinstance(sim[key], dict):
+                raise NeuronIOFormatError(f"{path}: simulation {i}: {key!r} must map segment indices to spike times")
+            for segment, spikes in sim[key].items():
+                if not 0 <= int(segment) < n_segments:
+                    raise NeuronIOFormatError(f"{path}: simulation {i}: {key!r} has segment {segment}, but the file "
+                                              f"has {n_segments} segments")
+                trains[offset + int(segment)] = np.sort(np.asarray(spikes, dtype=np.float64))
+        times.append(trains)
+    index = np.arange(len(sims), dtype=np.int64)
+    return SimulationInputs(times, duration_ms, index.copy(), index, f"pickle {path}")

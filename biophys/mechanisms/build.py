@@ -4,7 +4,7 @@ The cache holds one directory per source hash, ``<cache>/<sha256>/``, containing
 ``nrnivmodl`` makes (``x86_64/`` on Intel Linux) with ``libnrnmech.so`` in it. Compilation happens in a
 temporary directory inside the cache and is renamed into place under an ``fcntl`` lock, so concurrent
 processes never see a half-built library and never compile the same hash twice. NEURON itself is imported
-only by :func:`load_mechanisms`.
+only through :func:`neuron_h`.
 
 Run ``python -m biophys.mechanisms.build`` to compile and print the cache directory.
 """
@@ -137,6 +137,21 @@ def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = 
     return target
 
 
+def neuron_h():
+    """NEURON's ``h``, imported without its GUI.
+
+    NEURON reads its start-up options from ``NEURON_MODULE_OPTIONS`` when ``neuron`` is first imported;
+    ``-nogui`` stops it from looking for an X display, which otherwise prints "Warning: no DISPLAY environment
+    variable" in every process. Options the user set are kept.
+    """
+    options = os.environ.get("NEURON_MODULE_OPTIONS", "")
+    if "-nogui" not in options.split():
+        os.environ["NEURON_MODULE_OPTIONS"] = f"{options} -nogui".strip()
+    from neuron import h
+
+    return h
+
+
 def load_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = None) -> Path:
     """Compile if needed and load the mechanisms into this process, once; return the build directory.
 
@@ -148,7 +163,7 @@ def load_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = Non
     if _loaded_dir is not None:
         return _loaded_dir
     build_dir = compile_mechanisms(cache_dir, source_dir)
-    from neuron import h
+    h = neuron_h()
 
     if not _mechanism_exists(h, PROBE_MECHANISM):
         library = find_library(build_dir)

@@ -32,12 +32,12 @@ STEP_DELAY_MS, STEP_DUR_MS, STEP_TOTAL_MS = 300.0, 1000.0, 1500
 HIRES_PER_MS = 8           # the step references are sampled at 8 kHz
 
 #: ``python -m biophys`` assembles the subcommands of several modules; until all of them exist, the test drives
-#: the ``simulate`` subcommand through a parser holding only biophys.simulator's CLI — the same handler.
+#: the ``simulate`` subcommand through a parser holding only biophys.cli.simulate's CLI — the same handler.
 SIMULATE_ONLY = textwrap.dedent("""
     import argparse, sys
-    from biophys import simulator
+    from biophys.cli import simulate
     parser = argparse.ArgumentParser(prog="simulate-only")
-    simulator.register_cli(parser.add_subparsers(dest="command", required=True))
+    simulate.register_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(sys.argv[1:])
     sys.exit(args.func(args))
 """)
@@ -112,7 +112,7 @@ def reference_steps(shared_data):
 
 @pytest.mark.parametrize("amp_nA", STEP_AMPS_NA)
 def test_current_step_matches_original(cell1, reference_steps, amp_nA):
-    from biophys.simulator import CurrentStep
+    from biophys.stimuli import CurrentStep
 
     silent = [np.zeros(0)] * cell1.n_synapses
     result = cell1.run_spike_times(silent, STEP_TOTAL_MS, [CurrentStep(amp_nA, STEP_DELAY_MS, STEP_DUR_MS)])

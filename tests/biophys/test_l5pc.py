@@ -11,7 +11,9 @@ import pytest
 from conventions.cache import CACHE_ENV
 from biophys import l5pc
 from biophys import morphology as mo
+from biophys import synthetic
 from biophys.l5pc import BiophysicsError
+from cell_helpers import measure
 
 CELL1_COUNTS = {"soma": 1, "axon": 2, "basal": 262, "apical": 377}
 
@@ -61,7 +63,7 @@ def test_ih_distribution_values():
 
 
 def test_plan_on_ball_and_stick_uses_region_rules_and_distal_end_values():
-    morph = mo.replace_axon(mo.ball_and_stick())
+    morph = mo.replace_axon(synthetic.ball_and_stick())
     plan = l5pc.plan(l5pc.load_biophysics(), morph)
     assert plan.inserts["dend[0]"] == ("pas", "Ih")
     assert "NaTa_t" in plan.inserts["axon[1]"] and "NaTa_t" not in plan.inserts["soma[0]"]
@@ -113,7 +115,7 @@ def cell1(shared_data):
 
 @pytest.mark.neuron
 def test_cell1_structure(cell1):
-    measured = cell1.measure(["gIhbar_Ih", "gCa_LVAstbar_Ca_LVAst"])
+    measured = measure(cell1, ["gIhbar_Ih", "gCa_LVAstbar_Ca_LVAst"])
     assert len(cell1.morphology.sections) == 196
     assert measured.groupby("region").size().to_dict() == CELL1_COUNTS
     assert len(measured) == 642 and cell1.n_synapses == 1278
@@ -131,7 +133,7 @@ def test_cell1_structure(cell1):
 
 @pytest.mark.neuron
 def test_cell1_apical_channel_distributions(cell1):
-    apical = cell1.measure(["gIhbar_Ih", "gCa_LVAstbar_Ca_LVAst"]).query("region == 'apical'")
+    apical = measure(cell1, ["gIhbar_Ih", "gCa_LVAstbar_Ca_LVAst"]).query("region == 'apical'")
     ih = apical["gIhbar_Ih"].to_numpy()
     assert ih.min() == pytest.approx(1.26e-4, rel=0.01)
     assert ih.max() == pytest.approx(2.10e-3, rel=0.01)
@@ -156,7 +158,7 @@ def test_cell1_resting_potential(cell1):
 @pytest.mark.slow
 def test_cell1_step_current_matches_reference(cell1, shared_data):
     """0.5 nA for 1 s at the soma: the original model's 6 spikes at the same times, the same traces."""
-    from biophys.simulator import CurrentStep
+    from biophys.stimuli import CurrentStep
 
     ref = np.load(shared_data / "reference_traces" / "original_l5pc_step_currents.npz")
     silent = [np.zeros(0)] * cell1.n_synapses

@@ -10,8 +10,12 @@ import pytest
 
 from conventions.cache import CACHE_ENV
 from biophys import morphology as mo
+from biophys import morphology_io as mio
+from biophys import synthetic
+from biophys.cli import morphology as morphology_cli
 from biophys import synapses
 from biophys.morphology import MorphologyError
+from cell_helpers import morphometrics
 
 
 @pytest.mark.parametrize("length, nseg", [(0.5, 1), (39.99, 1), (40.0, 3), (79.9, 3), (80.0, 5), (276.4, 13)])
@@ -20,18 +24,18 @@ def test_nseg_rule(length, nseg):
 
 
 def test_synthetic_is_deterministic():
-    a, b = mo.synthetic_l5pc(), mo.synthetic_l5pc()
+    a, b = synthetic.synthetic_l5pc(), synthetic.synthetic_l5pc()
     assert [s.name for s in a.sections] == [s.name for s in b.sections]
     for sa, sb in zip(a.sections, b.sections):
         np.testing.assert_array_equal(sa.points, sb.points)
         assert (sa.parent, sa.parent_x) == (sb.parent, sb.parent_x)
-    assert a.provenance == {"kind": "synthetic", "generator": mo.SYNTHETIC_VERSION}
+    assert a.provenance == {"kind": "synthetic", "generator": synthetic.SYNTHETIC_VERSION}
 
 
 def test_synthetic_morphometrics_are_l5pc_like():
-    morph = mo.replace_axon(mo.synthetic_l5pc())
+    morph = mo.replace_axon(synthetic.synthetic_l5pc())
     morph.validate()
-    stats = mo.morphometrics(morph)
+    stats = morphometrics(morph)
     assert stats["n_basal_trees"] == 8
     dendritic = stats["n_segments_basal"] + stats["n_segments_apical"]
     assert 550 <= dendritic <= 650
@@ -49,7 +53,7 @@ def test_synthetic_morphometrics_are_l5pc_like():
 
 
 def test_ball_and_stick_geometry_and_segment_table():
-    morph = mo.replace_axon(mo.ball_and_stick())
+    morph = mo.replace_axon(synthetic.ball_and_stick())
     seg = mo.segment_table(morph)
     dend = synapses.dendritic_segments(seg)
     assert len(dend) == 27 and 10 <= len(dend) <= 30
@@ -62,7 +66,7 @@ def test_ball_and_stick_geometry_and_segment_table():
 
 
 def test_replace_axon_gives_two_stubs():
-    morph = mo.replace_axon(mo.ball_and_stick())
+    morph = mo.replace_axon(synthetic.ball_and_stick())
     axon = morph.region("axon")
     assert [(s.name, s.parent, s.parent_x) for s in axon] == [("axon[0]", "soma[0]", 0.5), ("axon[1]", "axon[0]", 1.0)]
     assert [s.length_um for s in axon] == [30.0, 30.0] and all(np.all(s.points[:, 3] == 1.0) for s in axon)
@@ -70,14 +74,14 @@ def test_replace_axon_gives_two_stubs():
 
 
 def test_validate_names_missing_apical_tree():
-    morph = mo.ball_and_stick()
+    morph = synthetic.ball_and_stick()
     no_apical = mo.Morphology(tuple(s for s in morph.sections if s.region != "apical"), None, {})
     with pytest.raises(MorphologyError, match="no apical dendrite"):
         no_apical.validate()
 
 
 def test_synapse_table_order_and_columns():
-    morph = mo.replace_axon(mo.ball_and_stick())
+    morph = mo.replace_axon(synthetic.ball_and_stick())
     table = synapses.synapse_table(mo.segment_table(morph))
     assert list(table.columns) == list(synapses.COLUMNS)
     assert len(table) == 54
@@ -135,18 +139,22 @@ def test_bad_files_raise_clear_errors(tmp_path, name, text, message):
 def test_resolve_order(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert mo.cache_dir() == tmp_path / "cache" / "morphologies"
-    assert mo.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
-    assert mo.resolve_morphology("ball-and-stick", None).provenance["kind"] == "ball-and-stick"
+    assert mio.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
+    assert mio.resolve_morphology("ball-and-stick", None).provenance["kind"] == "ball-and-stick"
     user = tmp_path / "mine.swc"
     user.write_text(SWC_OK)
-    assert mo.resolve_morphology("l5pc", str(user)) == user
+    assert mio.resolve_morphology("l5pc", str(user)) == user
+    with pytest.raises(MorphologyError, match="fetch-morphology"):
+        mio.resolve_morphology("l5pc", "cell1")
     cached = mo.cache_dir() / mo.CELL1_NAME
     cached.parent.mkdir(parents=True)
     cached.write_text("not the real cell1.asc")
     with pytest.raises(MorphologyError, match="sha256"):
-        mo.resolve_morphology("l5pc", None)
+        mio.resolve_morphology("l5pc", "cell1")
+    # The default never depends on what is cached.
+    assert mio.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
     with pytest.raises(MorphologyError, match="unknown cell"):
-        mo.resolve_morphology("pyramid", None)
+        mio.resolve_morphology("pyramid", None)
 
 
 def test_resolve_uses_cached_cell1(tmp_path, monkeypatch, shared_data):
@@ -154,7 +162,9 @@ def test_resolve_uses_cached_cell1(tmp_path, monkeypatch, shared_data):
     cached = mo.cache_dir() / mo.CELL1_NAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes((shared_data / "morphologies" / "cell1.asc").read_bytes())
-    assert mo.resolve_morphology("l5pc", None) == cached
+    assert mio.resolve_morphology("l5pc", "cell1") == cached
+    assert mo.describe_morphology("l5pc", "cell1") == {"morphology": "cell1", "morphology_sha256": mo.CELL1_SHA256}
+    assert mio.resolve_morphology("l5pc", None).provenance["kind"] == "synthetic"
 
 
 @pytest.fixture
@@ -182,18 +192,18 @@ def test_fetch_checks_sha256_and_writes_atomically(tmp_path, local_server):
     (root / "cell1.asc").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
     dest = tmp_path / "cache" / "cell1.asc"
-    assert mo.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
+    assert mio.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
     assert dest.read_bytes() == payload
     assert list(dest.parent.iterdir()) == [dest]  # no temporary file left
     (root / "cell1.asc").write_bytes(b"tampered")
     other = tmp_path / "cache" / "other.asc"
     with pytest.raises(MorphologyError, match="expected"):
-        mo.fetch_morphology(f"{url}/cell1.asc", other, digest)
+        mio.fetch_morphology(f"{url}/cell1.asc", other, digest)
     assert not other.exists() and list(dest.parent.iterdir()) == [dest]
     with pytest.raises(MorphologyError, match="could not download"):
-        mo.fetch_morphology(f"{url}/missing.asc", other, digest)
+        mio.fetch_morphology(f"{url}/missing.asc", other, digest)
     # An up-to-date file is kept without downloading (the server now serves something else).
-    assert mo.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
+    assert mio.fetch_morphology(f"{url}/cell1.asc", dest, digest) == dest
 
 
 def test_fetch_cli(tmp_path, local_server, capsys):
@@ -202,7 +212,7 @@ def test_fetch_cli(tmp_path, local_server, capsys):
     root, url = local_server
     (root / "m.asc").write_bytes(b"abc")
     parser = argparse.ArgumentParser()
-    mo.register_cli(parser.add_subparsers())
+    morphology_cli.register_cli(parser.add_subparsers())
     dest = tmp_path / "m.asc"
     args = parser.parse_args(["fetch-morphology", "--url", f"{url}/m.asc", "--dest", str(dest),
                               "--sha256", hashlib.sha256(b"abc").hexdigest()])
@@ -211,3 +221,45 @@ def test_fetch_cli(tmp_path, local_server, capsys):
                               "--sha256", "0" * 64])
     assert args.func(args) == 1
     assert "expected" in capsys.readouterr().out
+
+
+def test_morphology_spec_is_explicit(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert mo.morphology_spec("l5pc", None) == "synthetic"
+    assert mo.morphology_spec("ball-and-stick", None) == "ball-and-stick"
+    assert mo.morphology_spec("l5pc", "cell1") == "cell1"
+    monkeypatch.chdir(tmp_path)
+    assert mo.morphology_spec("l5pc", "mine.swc") == str(tmp_path / "mine.swc")
+    for cell, spec in (("ball-and-stick", "synthetic"), ("ball-and-stick", "cell1"), ("l5pc", "ball-and-stick")):
+        with pytest.raises(MorphologyError, match="built-in geometry"):
+            mo.morphology_spec(cell, spec)
+    from biophys.config import CellConfig
+
+    with pytest.raises(ValueError, match="built-in geometry"):
+        CellConfig(name="ball-and-stick", morphology=str(tmp_path / "mine.swc"))
+
+
+def test_describe_morphology(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert mo.describe_morphology("l5pc", None) == {"morphology": "synthetic", "morphology_sha256": None}
+    assert mo.describe_morphology("ball-and-stick", None) == {"morphology": "ball-and-stick",
+                                                              "morphology_sha256": None}
+    user = tmp_path / "mine.swc"
+    user.write_text(SWC_OK)
+    assert mo.describe_morphology("l5pc", str(user)) == {
+        "morphology": str(user), "morphology_sha256": hashlib.sha256(SWC_OK.encode()).hexdigest()}
+    for spec, message in (("cell1", "python -m biophys fetch-morphology"), (str(tmp_path / "none.asc"), "not found"),
+                          (str(tmp_path / "x.txt"), "not found")):
+        with pytest.raises(MorphologyError, match=message) as info:
+            mo.describe_morphology("l5pc", spec)
+        assert "\n" not in str(info.value)
+
+
+def test_describe_morphology_imports_no_neuron():
+    import subprocess
+    import sys
+
+    code = ("import sys; from biophys.morphology import describe_morphology; "
+            "describe_morphology('l5pc', None); print('neuron' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from biophys import dataset, neuronio_format
-from biophys.neuronio_format import NeuronIOFormatError, import_neuronio, params_dict, simulation_dict, write_pickle
+from biophys.cli import neuronio as neuronio_cli
+from biophys.neuronio_format import NeuronIOFormatError, import_neuronio
+from cell_helpers import params_dict, simulation_dict, write_pickle
 
 REFERENCE = "reference_traces/original_l5pc_neuronio_seed77.p"
 
@@ -112,7 +114,7 @@ def test_not_a_pickle_and_mismatched_files(tmp_path):
 def test_cli(tmp_path, capsys):
     small_file(tmp_path / "a.p")
     parser = argparse.ArgumentParser()
-    neuronio_format.register_cli(parser.add_subparsers())
+    neuronio_cli.register_cli(parser.add_subparsers())
     args = parser.parse_args(["import-neuronio", str(tmp_path / "a.p"), "--out", str(tmp_path / "s.zarr")])
     assert args.func(args) == 0 and "simulations: 2 × 50 ms" in capsys.readouterr().out
     assert args.func(args) == 2 and "already exists" in capsys.readouterr().err

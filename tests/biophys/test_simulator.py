@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from biophys import simulator
+from biophys import inputs, recordings
+from biophys.cli import simulate as simulate_cli
 from biophys.config import CellConfig, SimConfig
 from biophys.simulator import CellSimulator, SimulationError
 from conventions.signals import HIRES_DT_MS
@@ -137,13 +138,13 @@ def test_detect_spikes_on_reference_traces(shared_data):
     t = ref["t_ms"]
     dt = float(t[1] - t[0])
     for amp in ("0.5", "0.8", "1.0"):
-        found = simulator.detect_spikes(ref[f"amp_{amp}_soma_mV"], dt, -25.0) + t[0]
+        found = recordings.detect_spikes(ref[f"amp_{amp}_soma_mV"], dt, -25.0) + t[0]
         np.testing.assert_allclose(found, ref[f"amp_{amp}_spike_times_ms"], atol=1e-9)
 
 
 def test_spike_matrix_to_times():
     counts = np.array([[0, 1, 0, 2], [0, 0, 0, 0], [1, 0, 0, 0]], np.uint8)
-    times = simulator.spike_matrix_to_times(counts)
+    times = inputs.spike_matrix_to_times(counts)
     assert [t.tolist() for t in times] == [[1.0, 3.0, 3.0], [], [0.0]]
 
 
@@ -152,7 +153,7 @@ def _cli(argv):
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    simulator.register_cli(sub)
+    simulate_cli.register_cli(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -178,7 +179,7 @@ def test_simulate_cli_from_store_and_pickle(tmp_path):
     assert out.ds["seed"].values.tolist() == [11, 12]
     assert out.provenance["cell"]["name"] == "ball-and-stick" and "mechanism_hash" in out.provenance
 
-    trains = simulator.spike_matrix_to_times(spikes[0].T)
+    trains = inputs.spike_matrix_to_times(spikes[0].T)
     original = {"Params": {"allSegmentsType": ["basal"] * 10 + ["apical"] * 17, "totalSimDurationInSec": 0.12},
                 "Results": {"listOfSingleSimulationDicts": [{
                     "exInputSpikeTimes": {k: trains[k] for k in range(27) if len(trains[k])},

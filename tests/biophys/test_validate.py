@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from biophys.morphology import ball_and_stick, replace_axon
-from biophys.validate import (ValidationConfig, apical_trunk, compare_traces, compare_with_range,
-                              input_resistance_MOhm, match_spikes, spike_features, time_above_ms, trunk_site)
+from biophys.features import compare_traces, compare_with_range, input_resistance_MOhm, spike_features, time_above_ms
+from biophys.morphology import replace_axon
+from biophys.protocols import ValidationConfig, apical_trunk, trunk_site
+from biophys.synthetic import ball_and_stick
+from conventions.spikes import match_spikes
 
 DT_MS = 0.025
 #: The original model's spike counts for the reference 1 s somatic steps (reference_traces/README.md).
@@ -103,7 +105,7 @@ def test_trunk_sites_on_ball_and_stick():
 
 
 def test_epsc_waveform_peaks_at_its_amplitude():
-    from biophys.simulator import EpscCurrent
+    from biophys.stimuli import EpscCurrent
 
     t, i = EpscCurrent(0.5, 10.0, 0.5, 5.0).waveform(0.001)
     assert i.max() == pytest.approx(0.5, rel=1e-5)
@@ -128,7 +130,7 @@ def test_validation_config_errors():
 def run_validate_cli(argv):
     import argparse
 
-    from biophys import validate
+    from biophys.cli import validate
 
     parser = argparse.ArgumentParser()
     validate.register_cli(parser.add_subparsers(dest="command", required=True))
@@ -157,7 +159,7 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
 def cell1_validation(shared_data):
     """validate_cell on cell1.asc with the reference's 1 s steps (0.5 / 0.8 / 1.0 nA), once for the module."""
     from biophys.config import CellConfig, SimConfig
-    from biophys.validate import validate_cell
+    from biophys.protocols import validate_cell
 
     morphology = shared_data / "morphologies" / "cell1.asc"
     if not morphology.is_file():
