@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biophys import morphology, synapses
+from biophys import morphology, synapses, synthetic
 from biophys.generate import Execution, GenerateConfig, generate, input_segments
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.config import CellConfig
@@ -39,7 +39,7 @@ def generation_rate(cfg: GenerateConfig, workers: int, root: Path) -> dict:
 
 def input_draw_cost(duration_ms: int, repeats: int) -> tuple[int, float]:
     """(segments, CPU seconds of input drawing per simulated second) on the synthetic L5PC's segments."""
-    table = synapses.synapse_table(morphology.segment_table(morphology.replace_axon(morphology.synthetic_l5pc())))
+    table = synapses.synapse_table(morphology.segment_table(morphology.replace_axon(synthetic.synthetic_l5pc())))
     segments = input_segments(table)
     cfg = InputConfig()
     start = time.process_time()

@@ -29,8 +29,9 @@ import numpy as np
 
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.config import CellConfig, SimConfig
-from biophys.simulator import CellSimulator, read_inputs
-from biophys.validate import compare_traces
+from biophys.features import compare_traces
+from biophys.neuronio_format import read_inputs
+from biophys.simulator import CellSimulator
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_PICKLE = REPO.parent / "shared" / "data" / "reference_traces" / "original_l5pc_neuronio_seed77.p"
@@ -98,7 +99,7 @@ def fidelity(sim: CellSimulator, config: SimConfig, pickle_path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--morphology", default=None, help="default: whatever CellConfig() resolves")
+    parser.add_argument("--morphology", default=None, help="\"cell1\", \"synthetic\" or a .asc/.swc path (default: CellConfig's, \"synthetic\")")
     parser.add_argument("--duration-ms", type=int, default=1500)
     # Twelve 1.5 s draws make ~17 output spikes on cell1 (a typical draw makes 0–2; seeds 3, 12 and 2 make the
     # most): enough that one missed or extra spike moves the match by 6 %. All settings on all seeds take
