@@ -111,6 +111,47 @@ def test_not_a_pickle_and_mismatched_files(tmp_path):
         import_neuronio([tmp_path / "a.p", tmp_path / "b.p"], tmp_path / "s.zarr")
 
 
+def test_gzip_pickle_imports_like_the_plain_one(tmp_path):
+    import gzip
+
+    small_file(tmp_path / "a.p")
+    (tmp_path / "a.p.gz").write_bytes(gzip.compress((tmp_path / "a.p").read_bytes()))
+    plain = dataset.NeuronIOStore(import_neuronio([tmp_path / "a.p"], tmp_path / "p.zarr")).load()
+    packed = dataset.NeuronIOStore(import_neuronio([tmp_path / "a.p.gz"], tmp_path / "z.zarr")).load()
+    for name in ("input_spikes", "soma_voltage", "output_spike_times"):
+        np.testing.assert_array_equal(plain.ds[name].values, packed.ds[name].values)
+
+
+def test_duplicate_files_are_refused(tmp_path):
+    small_file(tmp_path / "a.p")
+    (tmp_path / "copy.p").write_bytes((tmp_path / "a.p").read_bytes())
+    for files in ([tmp_path / "a.p", tmp_path / "a.p"], [tmp_path / "a.p", tmp_path / "copy.p"]):
+        with pytest.raises(NeuronIOFormatError, match="the same file as") as info:
+            import_neuronio(files, tmp_path / "s.zarr")
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_inputs_of_a_pickle_keep_exact_times_and_name_bad_files(tmp_path):
+    import gzip
+
+    from biophys.neuronio_format import read_inputs
+
+    small_file(tmp_path / "a.p")
+    (tmp_path / "a.p.gz").write_bytes(gzip.compress((tmp_path / "a.p").read_bytes()))
+    plain, packed = read_inputs(tmp_path / "a.p"), read_inputs(tmp_path / "a.p.gz")
+    assert plain.duration_ms == 50 and len(plain.spike_times) == 2 and len(plain.spike_times[0]) == 10
+    for a, b in zip(plain.spike_times[1], packed.spike_times[1]):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "list.p").write_bytes(pickle.dumps([1, 2, 3]))
+    (tmp_path / "text.p").write_text("hello")
+    (tmp_path / "text.gz").write_bytes(gzip.compress(b"hello"))
+    for name, message in (("missing.p", "no such"), ("list.p", "expected a dict"), ("text.p", "cannot read"),
+                          ("text.gz", "cannot read")):
+        with pytest.raises(NeuronIOFormatError, match=message):
+            read_inputs(tmp_path / name)
+
+
 def test_cli(tmp_path, capsys):
     small_file(tmp_path / "a.p")
     parser = argparse.ArgumentParser()
