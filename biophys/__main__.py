@@ -12,8 +12,8 @@ import sys
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "biophys.generate",
-    "biophys.inspect_store",
+    "biophys.cli.generate",
+    "biophys.cli.inspect",
     "biophys.simulator",
     "biophys.validate",
     "biophys.neuronio_format",

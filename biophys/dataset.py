@@ -28,51 +28,44 @@ Coordinates
 Attributes
     ``schema_version`` (int), ``dt_ms`` (the bin width, 1.0), ``config`` (JSON: the generator config that
     made the data), ``provenance`` (JSON: cell and mechanism provenance, NEURON version, git commit, library
-    versions, creation time).
+    versions, creation time); stores made by ``generate`` also ``morphology`` (the explicit morphology: "cell1",
+    "synthetic" or an absolute path) and ``morphology_sha256`` (the file's sha256, absent for "synthetic").
+
+On disk: string coordinates are fixed-width unicode (``<U``), so ``xr.open_zarr(path)`` gives NumPy strings;
+the root ``zarr.json`` holds consolidated metadata; ``manifest.json`` lists every file with its size and checksum
+(:mod:`biophys.storefiles`; stores written before it have none and still open).
 
 Writers build an :class:`xarray.Dataset` with :func:`build_dataset` and write it with :func:`write_store`,
-which writes to a temporary name beside the target and renames, so a store is either complete or absent.
-:func:`concat_stores` merges shard stores into one store the same way, streaming them so that its memory does
-not grow with their number. Readers use :class:`NeuronIOStore`.
+which writes to a temporary name beside the target and renames, so a store is either complete or absent
+(:func:`biophys.storefiles.replace_store`, which :func:`biophys.shards.concat_stores` uses too). Readers use
+:class:`NeuronIOStore` or :func:`open_dataset`, which refuse a store whose files are missing or changed in size.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
-import dask
-import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
-from conventions.atomic import temporary_sibling
+from biophys.storefiles import MANIFEST, describe, fixed_width_strings, manifest_problems, replace_store
 from conventions.signals import DT_MS, spike_bins
 
 SCHEMA_VERSION = 1
 
 #: Per-synapse metadata columns, name → dtype. Stored as coordinates ``synapse_<name>``.
 SYNAPSE_COLUMNS: dict[str, str] = {
-    "segment": "str",
-    "section": "str",
-    "x": "float64",
-    "tree": "str",
-    "distance_um": "float64",
-    "length_um": "float64",
-    "kind": "str",
-    "sign": "int8",
-    "pos_x_um": "float64",
-    "pos_y_um": "float64",
+    "segment": "str", "section": "str", "x": "float64", "tree": "str", "distance_um": "float64",
+    "length_um": "float64", "kind": "str", "sign": "int8", "pos_x_um": "float64", "pos_y_um": "float64",
     "pos_z_um": "float64",
 }
-
-REQUIRED_VARIABLES = ("input_spikes", "soma_voltage", "output_spikes", "output_spike_times", "seed")
+#: The variables every store has, with their dimensions.
+REQUIRED_DIMS = {"input_spikes": ("sim", "time", "synapse"), "soma_voltage": ("sim", "time"),
+                 "output_spikes": ("sim", "time"), "output_spike_times": ("sim", "spike"), "seed": ("sim",)}
 
 
 class StoreError(ValueError):
@@ -86,7 +79,7 @@ def _synapse_coords(synapses: pd.DataFrame) -> dict[str, tuple[str, np.ndarray]]
     coords = {}
     for name, dtype in SYNAPSE_COLUMNS.items():
         values = synapses[name].to_numpy()
-        values = values.astype(str).astype(object) if dtype == "str" else values.astype(dtype)
+        values = values.astype(str) if dtype == "str" else values.astype(dtype)
         coords[f"synapse_{name}"] = ("synapse", values)
     return coords
 
@@ -160,18 +153,14 @@ def build_dataset(
         "synapse": np.arange(n_syn, dtype=np.int64),
         **_synapse_coords(synapses),
     }
-    attrs = {
-        "schema_version": SCHEMA_VERSION,
-        "dt_ms": DT_MS,
-        "config": json.dumps(config, sort_keys=True),
-        "provenance": json.dumps(provenance, sort_keys=True),
-    }
+    attrs = {"schema_version": SCHEMA_VERSION, "dt_ms": DT_MS, "config": json.dumps(config, sort_keys=True),
+             "provenance": json.dumps(provenance, sort_keys=True)}
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     validate_dataset(ds)
     return ds
 
 
-def _encoding(ds: xr.Dataset) -> dict:
+def chunk_encoding(ds: xr.Dataset) -> dict:
     """Chunk so that a 500 ms training window touches at most two chunks of one simulation."""
     enc = {}
     n_time = ds.sizes["time"]
@@ -183,48 +172,24 @@ def _encoding(ds: xr.Dataset) -> dict:
 
 
 def write_store(ds: xr.Dataset, path: str | Path, overwrite: bool = False) -> Path:
-    """Write ``ds`` as a Zarr v3 store at ``path`` atomically (temporary sibling, then rename).
+    """Write ``ds`` as a Zarr v3 store at ``path`` atomically, with its manifest (see :func:`biophys.storefiles.replace_store`).
 
     Raises:
         StoreError: if ``path`` exists and ``overwrite`` is False, or ``ds`` violates the schema.
     """
     validate_dataset(ds)
-    return _replace_store(Path(path), lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
-                                                               encoding=_encoding(ds)), overwrite)
-
-
-def _replace_store(path: Path, write: Callable[[Path], object], overwrite: bool) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it onto ``path``.
-
-    Nothing appears at ``path`` until ``write`` has returned, and the temporary store never survives a failure
-    (a full disk included), so ``path`` holds either the complete new store or whatever it held before.
-
-    Raises:
-        StoreError: if ``path`` exists and ``overwrite`` is False.
-    """
+    path = Path(path)
     if path.exists() and not overwrite:
         raise StoreError(f"{path} already exists; choose another path or remove it first")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    ds = fixed_width_strings(ds)
+    return replace_store(path, lambda tmp: ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True,
+                                                      encoding=chunk_encoding(ds)))
 
 
 def validate_dataset(ds: xr.Dataset) -> None:
     """Check ``ds`` against the schema; raise :class:`StoreError` listing every problem found."""
     problems = []
-    for name in REQUIRED_VARIABLES:
+    for name in REQUIRED_DIMS:
         if name not in ds.data_vars:
             problems.append(f"missing variable {name!r}")
     for col in SYNAPSE_COLUMNS:
@@ -236,14 +201,7 @@ def validate_dataset(ds: xr.Dataset) -> None:
     if not problems:
         if ds.attrs["schema_version"] != SCHEMA_VERSION:
             problems.append(f"schema_version {ds.attrs['schema_version']} != supported {SCHEMA_VERSION}")
-        expected = {
-            "input_spikes": ("sim", "time", "synapse"),
-            "soma_voltage": ("sim", "time"),
-            "output_spikes": ("sim", "time"),
-            "output_spike_times": ("sim", "spike"),
-            "seed": ("sim",),
-        }
-        for name, dims in expected.items():
+        for name, dims in REQUIRED_DIMS.items():
             if ds[name].dims != dims:
                 problems.append(f"{name} has dims {ds[name].dims}, expected {dims}")
         if ds["input_spikes"].dtype != np.uint8:
@@ -258,18 +216,26 @@ def validate_dataset(ds: xr.Dataset) -> None:
 
 
 def open_dataset(path: str | Path) -> xr.Dataset:
-    """Open a store lazily and validate its schema.
+    """Open a store lazily and validate its schema; files missing from or changed in size since its manifest
+    (when it has one) are refused before any is read.
 
     Raises:
-        StoreError: missing path, not a Zarr store, or schema violations (message names the problem).
+        StoreError: missing path, not a Zarr store, damaged files, or schema violations (message names the
+            problem).
     """
     path = Path(path)
     if not path.exists():
         raise StoreError(f"no dataset store at {path}")
     if not (path / "zarr.json").exists():
         raise StoreError(f"{path} is not a Zarr v3 store (no zarr.json); was it written completely?")
+    damaged = manifest_problems(path)
+    if damaged:
+        raise StoreError(f"cannot open {path}: it is damaged ({describe(damaged)}, by its {MANIFEST}); "
+                         "regenerate or restore it")
     try:
-        ds = xr.open_zarr(path, zarr_format=3, consolidated=False)
+        root = json.loads((path / "zarr.json").read_text())
+        consolidated = isinstance(root, dict) and root.get("consolidated_metadata") is not None
+        ds = xr.open_zarr(path, zarr_format=3, consolidated=consolidated)
     except Exception as exc:  # zarr/xarray raise many types for corrupt metadata
         raise StoreError(f"cannot open {path} as a NeuronIO store: {exc}") from exc
     try:
@@ -277,160 +243,6 @@ def open_dataset(path: str | Path) -> xr.Dataset:
     except StoreError as exc:
         raise StoreError(f"{path}: {exc}") from exc
     return ds
-
-
-def concat_stores(paths: Iterable[str | Path], out: str | Path, overwrite: bool = False) -> Path:
-    """Consolidate shard stores (same synapses, config, variables and time axis) into one store, ordered by sim index.
-
-    Streams, so memory stays below about one shard whatever the number of shards: a first pass reads each shard's
-    metadata and simulation indices only; the output is then created at its final shape (metadata and
-    coordinates), each shard's time-resolved variables are copied into their ``sim`` rows chunk by chunk (memory:
-    the chunks dask's threads hold in flight), and the per-simulation variables (``seed``,
-    ``output_spike_times``) are gathered into blocks of one output chunk that are written once each (memory: the
-    blocks still being filled). ``spike`` is NaN-padded to the most spikes of any shard. The store equals what
-    :func:`write_store` makes of the concatenated dataset (variables, dtypes, chunks, attributes), with the
-    shards' ``timing`` provenance summed. It appears at ``out`` only when complete: a failure (a full disk, say)
-    leaves no partial store and the shards untouched.
-
-    Raises:
-        StoreError: no shards, ``out`` exists and ``overwrite`` is False, or the shards do not fit together.
-    """
-    paths = [Path(p) for p in paths]
-    out = Path(out)
-    if not paths:
-        raise StoreError("no shards to consolidate")
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out} already exists; choose another path or remove it first")
-    # Pass 1 holds no shard open beyond its own step: only indices, spike counts and timings accumulate.
-    first = open_dataset(paths[0])
-    sims, timings, n_spike = [], [], 1
-    for path in paths:
-        ds = open_dataset(path)
-        _check_fits(ds, first, path)
-        sims.append(ds["sim"].values)
-        n_spike = max(n_spike, ds.sizes["spike"])
-        timings.append(json.loads(ds.attrs["provenance"]).get("timing"))
-    order = np.sort(np.concatenate(sims))
-    template = _template(first, order, n_spike)
-    template.attrs["provenance"] = json.dumps(_merge_timing(json.loads(first.attrs["provenance"]), timings),
-                                              sort_keys=True)
-    validate_dataset(template)
-    encoding = _encoding(template)
-    per_sim = [name for name in template.data_vars if name not in encoding]
-    encoding |= {name: {"chunks": _auto_chunks(template[name].shape, template[name].dtype)} for name in per_sim}
-    time_resolved = [name for name in template.data_vars if name not in per_sim]
-    chunks_along = {"time": encoding[time_resolved[0]]["chunks"][1], "sim": 1}
-
-    def write(tmp: Path) -> None:
-        template.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding, compute=False)
-        blocks = [_BlockWriter(tmp, template[name], encoding[name]["chunks"][0]) for name in per_sim]
-        # Shards in order of their first simulation: a block then waits for at most the shards it straddles.
-        for i in sorted(range(len(paths)), key=lambda i: sims[i].min(initial=np.iinfo(np.int64).max)):
-            ds = open_dataset(paths[i])
-            positions = np.searchsorted(order, ds["sim"].values)
-            if not len(positions):
-                continue
-            _write_rows(ds[time_resolved].chunk(chunks_along), positions, tmp)
-            for block in blocks:
-                block.add(positions, ds[block.name].values)
-
-    # The threaded scheduler bounds memory by its chunks in flight and keeps the copy in this process even when
-    # a dask.distributed client is the default (its workers may not see the temporary store).
-    with dask.config.set(scheduler="threads"):
-        return _replace_store(out, write, overwrite)
-
-
-def _check_fits(ds: xr.Dataset, first: xr.Dataset, path: Path) -> None:
-    """Raise :class:`StoreError` unless shard ``ds`` (at ``path``) can be consolidated with shard ``first``."""
-    if ds.attrs["config"] != first.attrs["config"]:
-        raise StoreError(f"shard {path} was made with a different config; refusing to mix")
-    if ds.sizes["time"] != first.sizes["time"] or ds.sizes["synapse"] != first.sizes["synapse"]:
-        raise StoreError(f"shard {path} has time × synapse {ds.sizes['time']} × {ds.sizes['synapse']}, "
-                         f"expected {first.sizes['time']} × {first.sizes['synapse']}")
-    variables = {name: (v.dims, v.dtype) for name, v in ds.data_vars.items()}
-    expected = {name: (v.dims, v.dtype) for name, v in first.data_vars.items()}
-    if variables != expected:
-        raise StoreError(f"shard {path} has variables {sorted(variables)} (dims, dtypes), expected those of the "
-                         f"first shard {sorted(expected)}")
-
-
-def _template(first: xr.Dataset, sims: np.ndarray, n_spike: int) -> xr.Dataset:
-    """The consolidated dataset's shape, coordinates and attributes, with lazy (never computed) data variables.
-
-    Args:
-        first: one opened shard (coordinates other than ``sim``, variables and attributes are taken from it).
-        sims: int64 [n_sim] sorted simulation indices of all shards.
-        n_spike: the most output spikes of any shard.
-    """
-    sizes = {**first.sizes, "sim": len(sims), "spike": n_spike}
-    coords = {name: (c.dims, c.values, c.attrs) for name, c in first.coords.items() if "sim" not in c.dims}
-    coords["sim"] = ("sim", sims)
-    data_vars = {name: (v.dims, dask.array.empty(tuple(sizes[d] for d in v.dims), dtype=v.dtype, chunks=-1), v.attrs)
-                 for name, v in first.data_vars.items()}
-    return xr.Dataset(data_vars, coords=coords, attrs=dict(first.attrs))
-
-
-def _auto_chunks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
-    """The chunks zarr picks itself for ``shape`` and ``dtype``, as :func:`write_store` gets for variables that
-    :func:`_encoding` leaves alone (asked of an in-memory array, which holds metadata only)."""
-    return zarr.create_array(zarr.storage.MemoryStore(), shape=shape, dtype=dtype).chunks
-
-
-def _write_rows(ds: xr.Dataset, positions: np.ndarray, store: Path) -> None:
-    """Write the variables ``ds`` into rows ``positions`` (one per simulation of ``ds``) of ``store``'s ``sim``
-    axis, one region per run of rows that land on consecutive output rows: a shard in sim order is one run,
-    read by slicing, which keeps its chunks (sorting by fancy indexing would merge a shard into one dask chunk)."""
-    ds = ds.drop_vars(list(ds.coords))
-    for run in np.split(np.arange(len(positions)), np.flatnonzero(np.diff(positions) != 1) + 1):
-        region = {"sim": slice(int(positions[run[0]]), int(positions[run[-1]]) + 1)}
-        ds.isel(sim=slice(int(run[0]), int(run[-1]) + 1)).to_zarr(store, region=region, zarr_format=3,
-                                                                  consolidated=False)
-
-
-class _BlockWriter:
-    """Writes one per-simulation variable in blocks of ``block`` simulations (its chunk along ``sim``).
-
-    A block is written once, when all its simulations have arrived, so no chunk is read back and rewritten, and
-    only blocks still being filled are held in memory. Rows are NaN-padded (zero for non-float variables) where a
-    shard's trailing dimensions (``spike``) are shorter than the output's.
-    """
-
-    def __init__(self, store: Path, var: xr.DataArray, block: int):
-        self.store, self.name, self.dims, self.shape, self.dtype = store, var.name, var.dims, var.shape, var.dtype
-        self.block = block
-        self.fill = np.nan if var.dtype.kind == "f" else 0
-        self.pending: dict[int, tuple[np.ndarray, int]] = {}
-
-    def add(self, positions: np.ndarray, values: np.ndarray) -> None:
-        """Take the rows ``values`` [len(positions), ...] of output rows ``positions``; write completed blocks."""
-        for b in np.unique(positions // self.block):
-            start, stop = b * self.block, min((b + 1) * self.block, self.shape[0])
-            if b in self.pending:
-                rows, filled = self.pending.pop(b)
-            else:
-                rows, filled = np.full((stop - start, *self.shape[1:]), self.fill, dtype=self.dtype), 0
-            mine = (positions >= start) & (positions < stop)
-            rows[(positions[mine] - start, *(slice(0, n) for n in values.shape[1:]))] = values[mine]
-            filled += int(mine.sum())
-            if filled < stop - start:
-                self.pending[b] = (rows, filled)
-            else:
-                xr.Dataset({self.name: (self.dims, rows)}).to_zarr(
-                    self.store, region={"sim": slice(int(start), int(stop))}, zarr_format=3, consolidated=False)
-
-
-def _merge_timing(first: dict, timings: list) -> dict:
-    """``first`` (the first shard's provenance) with the shards' ``timing`` seconds summed (CPU-seconds of all shards).
-
-    Args:
-        first: the first shard's provenance.
-        timings: every shard's ``timing`` dict of seconds, None where a shard has none (then nothing is summed and
-            ``first``'s timing is kept as it is).
-    """
-    merged = dict(first)
-    if all(isinstance(t, dict) for t in timings):
-        merged["timing"] = {key: float(sum(t.get(key, 0.0) for t in timings)) for key in timings[0]}
-    return merged
 
 
 class NeuronIOStore:
@@ -478,8 +290,12 @@ class NeuronIOStore:
         return pd.DataFrame({c: self.ds[f"synapse_{c}"].values for c in SYNAPSE_COLUMNS})
 
     def load(self) -> "NeuronIOStore":
-        """Pull every variable into memory (returns self)."""
-        self.ds = self.ds.load()
+        """Pull every variable into memory (returns self); a chunk that cannot be decoded is a StoreError."""
+        try:
+            self.ds = self.ds.load()
+        except Exception as exc:  # codecs and stores raise many types for damaged chunks
+            raise StoreError(f"{self.path}: data cannot be decoded ({type(exc).__name__}: {' '.join(str(exc).split())});"
+                             f" `python -m biophys inspect {self.path}` names the damaged chunk") from exc
         return self
 
     def input_spikes(self, sim: int, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -490,8 +306,7 @@ class NeuronIOStore:
         """uint8 [T, n_synapse]: what :meth:`input_spikes` returns, read from the Zarr array without dask.
 
         For many small reads (training windows read on demand): dask builds a task graph per call, which costs
-        more than the read itself (5 ms against 2 ms for a 500 ms window of 1278 synapses). Safe to call from a
-        background thread.
+        more than such a read itself. Safe to call from a background thread.
         """
         try:
             array = self._input_spikes_array

@@ -1,23 +1,39 @@
-"""Integrity checks of NeuronIO stores and the ``inspect`` command.
+"""Integrity checks of NeuronIO stores, which ``inspect`` runs before it summarises a store.
 
-:func:`store_problems` goes beyond the schema check of :func:`biophys.dataset.open_dataset`: it decodes every
-chunk of every variable (a truncated or garbled chunk file fails here, not in the middle of training), checks
-that the spike labels agree with the exact spike times, and, for stores made by :mod:`biophys.generate`,
-that every planned simulation is present with the seed of its index.
+:func:`store_problems` goes beyond the checks of :func:`biophys.dataset.open_dataset` (schema; every file its
+manifest lists present at its size): it compares every file with its manifest checksum, decodes every chunk of
+every variable (a garbled chunk fails here, named by its key, not in the middle of training), checks that the
+spike labels agree with the exact spike times, and, for stores made by ``generate``, that every planned
+simulation is present with the seed of its index.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
 
-from biophys.dataset import NeuronIOStore, StoreError, open_dataset
+from biophys.dataset import open_dataset
+from biophys.storefiles import manifest_problems
 from conventions.signals import spike_bins
+
+
+def damaged_chunks(store: str | Path, sim: int) -> list[str]:
+    """Keys (``name/c/i/j/…``) of the chunks holding simulation position ``sim`` that cannot be decoded."""
+    damaged = []
+    for name, array in zarr.open_group(store, mode="r").arrays():
+        if (array.metadata.dimension_names or (None,))[0] != "sim":
+            continue
+        for rest in np.ndindex(*array.cdata_shape[1:]):
+            index = (sim // array.chunks[0], *rest)
+            try:
+                array.blocks[index]
+            except Exception:  # codecs raise many types for damaged chunks
+                damaged.append(f"{name}/c/" + "/".join(str(i) for i in index))
+    return damaged
 
 
 def data_problems(ds: xr.Dataset) -> list[str]:
@@ -35,7 +51,10 @@ def data_problems(ds: xr.Dataset) -> list[str]:
         try:
             one = ds.isel(sim=i).load()
         except Exception as exc:  # codecs and stores raise many types for damaged chunks
-            problems.append(f"simulation {sim_id}: data cannot be read ({type(exc).__name__}: {exc})")
+            source = ds.encoding.get("source")
+            chunks = damaged_chunks(source, i) if source else []
+            where = f"chunk(s) {', '.join(chunks)}" if chunks else f"({type(exc).__name__}: {exc})"
+            problems.append(f"simulation {sim_id}: data cannot be read: {' '.join(where.split())}")
             continue
         if not np.all(np.isfinite(one["soma_voltage"].values)):
             problems.append(f"simulation {sim_id}: non-finite somatic voltage")
@@ -61,39 +80,20 @@ def planned_sims_problems(ds: xr.Dataset, sims: np.ndarray) -> list[str]:
 def store_problems(path: str | Path) -> list[str]:
     """Every problem found in the store at ``path`` (empty list: the store is intact).
 
+    Files that differ from the store's manifest are reported without decoding anything; otherwise every chunk
+    is decoded.
+
     Raises:
-        StoreError: the store cannot be opened or violates the schema.
+        StoreError: the store cannot be opened, misses files or has files of another size than its manifest
+            lists, or violates the schema.
     """
     ds = open_dataset(path)
+    files = manifest_problems(path, content=True)
+    if files:
+        return files
     problems = data_problems(ds)
     config = json.loads(ds.attrs["config"])
-    # A GenerateConfig (see biophys.generate) plans simulations 0..n_sims−1, simulation k seeded with k.
+    # A GenerateConfig (see biophys.genconfig) plans simulations 0..n_sims−1, simulation k seeded with k.
     if isinstance(config, dict) and {"n_sims", "base_seed", "inputs"} <= set(config):
         problems += planned_sims_problems(ds, np.arange(int(config["n_sims"])))
     return problems
-
-
-def register_cli(subparsers) -> None:
-    """Add ``inspect STORE`` to an argparse subparsers object."""
-    p = subparsers.add_parser("inspect", help="summarise a NeuronIO store and check its integrity",
-                              description="Print a store's summary, then decode every chunk and check labels, "
-                              "seeds and completeness. Exit 0 if intact, 1 if problems were found, 2 if the "
-                              "store cannot be opened.")
-    p.add_argument("store", help="path of the Zarr store")
-    p.set_defaults(func=_inspect_command)
-
-
-def _inspect_command(args: argparse.Namespace) -> int:
-    try:
-        print(NeuronIOStore(args.store).summary())
-        problems = store_problems(args.store)
-    except StoreError as exc:
-        print(f"inspect: {exc}", file=sys.stderr)
-        return 2
-    if problems:
-        print(f"integrity: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print("integrity: OK (every chunk decoded; labels, seeds and simulations consistent)")
-    return 0

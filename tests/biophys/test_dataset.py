@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from conventions.signals import spike_bins
-from biophys import dataset
+from biophys import dataset, shards
 from fakes import fake_dataset, fake_store, fake_synapses
 
 
@@ -67,7 +67,7 @@ def test_concat_shards(tmp_path):
     b = fake_dataset(n_sims=2, n_time=300, n_segments=3, seed=1).assign_coords(sim=[2, 3])
     pa = dataset.write_store(b, tmp_path / "b.zarr")
     pb = dataset.write_store(a, tmp_path / "a.zarr")
-    out = dataset.concat_stores([pa, pb], tmp_path / "all.zarr")
+    out = shards.concat_stores([pa, pb], tmp_path / "all.zarr")
     merged = dataset.open_dataset(out)
     assert merged["sim"].values.tolist() == [0, 1, 2, 3]
     assert json.loads(merged.attrs["config"])["seed"] == 1
@@ -81,7 +81,7 @@ def test_concat_sums_shard_timing(tmp_path):
         prov["timing"] = {"neuron_wall_s": seconds}
         ds.attrs["provenance"] = json.dumps(prov)
         paths.append(dataset.write_store(ds, tmp_path / f"{i}.zarr"))
-    out = dataset.concat_stores(paths, tmp_path / "all.zarr")
+    out = shards.concat_stores(paths, tmp_path / "all.zarr")
     assert dataset.NeuronIOStore(out).provenance["timing"]["neuron_wall_s"] == pytest.approx(3.75)
 
 
@@ -130,9 +130,13 @@ def in_memory_concat(paths, out):
 
 
 def array_metadata(store):
-    """zarr.json of the store and of every array in it, by name ('' for the root group)."""
-    return {p.parent.relative_to(store).as_posix() if p.parent != store else "": json.loads(p.read_text())
+    """zarr.json of the store and of every array in it, by name ('' for the root group), the root without its
+    consolidated copy of the arrays' metadata (checked to equal their own zarr.json)."""
+    meta = {p.parent.relative_to(store).as_posix() if p.parent != store else "": json.loads(p.read_text())
             for p in store.rglob("zarr.json")}
+    consolidated = meta[""].pop("consolidated_metadata")["metadata"]
+    assert consolidated == {name: meta[name] for name in consolidated}
+    return meta
 
 
 @pytest.mark.parametrize("sim_chunk", [None, 3])
@@ -141,8 +145,8 @@ def test_streaming_concat_equals_in_memory_concat(tmp_path, monkeypatch, sim_chu
     reference = in_memory_concat(paths, tmp_path / "reference.zarr")
     if sim_chunk is not None:
         # Several output chunks along sim, each filled by interleaved shards: exercises the block writer.
-        monkeypatch.setattr(dataset, "_auto_chunks", lambda shape, dtype: (sim_chunk, *shape[1:]))
-    out = dataset.concat_stores(paths[::-1], tmp_path / "all.zarr")
+        monkeypatch.setattr(shards, "_auto_chunks", lambda shape, dtype: (sim_chunk, *shape[1:]))
+    out = shards.concat_stores(paths[::-1], tmp_path / "all.zarr")
     ref, got = dataset.open_dataset(reference).load(), dataset.open_dataset(out).load()
     assert got.sizes["sim"] == 24 and got["sim"].values.tolist() == list(range(24))
     assert got.sizes["spike"] == max(dataset.open_dataset(p).sizes["spike"] for p in paths) > 1
@@ -170,7 +174,7 @@ def test_streaming_concat_memory_is_bounded_by_a_shard(tmp_path):
     paths = write_shards(tmp_path, [2] * 8, n_time=2000, n_segments=500)
     total = sum(dataset.open_dataset(p)["input_spikes"].nbytes for p in paths)
     # Imports made on first use (dask's scheduler pulls in distributed) would count as consolidation memory.
-    dataset.concat_stores(paths[:1], tmp_path / "warm-up.zarr")
+    shards.concat_stores(paths[:1], tmp_path / "warm-up.zarr")
 
     def peak(consolidate, out):
         tracemalloc.start()
@@ -182,7 +186,7 @@ def test_streaming_concat_memory_is_bounded_by_a_shard(tmp_path):
 
     # Chunks in flight scale with dask's threads; two make the bound independent of this machine's cores.
     with dask.config.set(num_workers=2):
-        streamed = peak(dataset.concat_stores, tmp_path / "streamed.zarr")
+        streamed = peak(shards.concat_stores, tmp_path / "streamed.zarr")
     in_memory = peak(in_memory_concat, tmp_path / "in-memory.zarr")
     assert in_memory > total
     assert streamed < total / 2
@@ -204,13 +208,13 @@ def test_concat_out_of_disk_leaves_shards_and_no_partial_store(tmp_path, monkeyp
 
     monkeypatch.setattr(xr.Dataset, "to_zarr", disk_fills_up)
     with pytest.raises(OSError) as info:
-        dataset.concat_stores(paths, tmp_path / "all.zarr")
+        shards.concat_stores(paths, tmp_path / "all.zarr")
     assert info.value.errno == errno.ENOSPC and len(calls) == 4
     assert not (tmp_path / "all.zarr").exists() and not list(tmp_path.glob(".all.zarr.*"))
     assert {p: p.read_bytes() for shard in paths for p in shard.rglob("*") if p.is_file()} == before
     monkeypatch.undo()
-    out = dataset.concat_stores(paths, tmp_path / "all.zarr")
+    out = shards.concat_stores(paths, tmp_path / "all.zarr")
     with pytest.raises(dataset.StoreError, match="already exists"):
-        dataset.concat_stores(paths, out)
+        shards.concat_stores(paths, out)
     xr.testing.assert_identical(dataset.open_dataset(out).load(),
                                 dataset.open_dataset(in_memory_concat(paths, tmp_path / "ref.zarr")).load())

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from biophys import dataset, generate
-from biophys.generate import Execution, GenerateConfig, GenerateError, Task, load_config, plan_tasks
+from biophys import dataset, genconfig, generate, shards as shard_store
+from biophys.cli import generate as cli_generate
+from biophys.genconfig import Execution, GenerateConfig, load_config
+from biophys.planning import GenerateError, Task, plan_tasks
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.inspect_store import store_problems
 from biophys.config import CellConfig, SimConfig
-from biophys.simulator import SimResult
+from biophys.recordings import SimResult
 from fakes import fake_dataset, fake_synapses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,10 +121,10 @@ def test_config_suffix_and_execution_checks(tmp_path):
 def test_cli_flags_override_config(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(small_config().to_dict()))
     parser = argparse.ArgumentParser()
-    generate.register_cli(parser.add_subparsers())
+    cli_generate.register_cli(parser.add_subparsers())
     args = parser.parse_args(["generate", "--config", str(tmp_path / "c.json"), "--out", "x.zarr", "--n-sims", "9",
                               "--seed", "11", "--cell", "l5pc", "--record-dendrites", "--scheduler", "tcp://h:1"])
-    cfg, execution = generate._resolve(args)
+    cfg, execution = cli_generate._resolve(args)
     assert (cfg.n_sims, cfg.base_seed, cfg.cell.name, cfg.sim.record_dendrites) == (9, 11, "l5pc", True)
     assert cfg.duration_ms == 200 and cfg.inputs.exc_spikes_per_100ms["basal"] == (0.0, 40.0)
     assert (execution.backend, execution.scheduler) == ("dask", "tcp://h:1")
@@ -130,7 +132,7 @@ def test_cli_flags_override_config(tmp_path):
 
 def test_cli_error_exit_code(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    generate.register_cli(parser.add_subparsers())
+    cli_generate.register_cli(parser.add_subparsers())
     args = parser.parse_args(["generate", "--out", str(tmp_path / "x.zarr"), "--workers", "0"])
     assert args.func(args) == 2
     assert "workers must be a whole number ≥ 1" in capsys.readouterr().err
@@ -151,7 +153,7 @@ def test_generate_writes_seeded_complete_store(tmp_path):
     out = tmp_path / "d.zarr"
     report = generate.generate(cfg, out, QUIET, simulator=FAKE, log=lambda m: None)
     assert report.n_sims == 5 and report.n_new == 5 and report.simulated_s == pytest.approx(1.0)
-    assert not generate.shard_dir(out).exists()
+    assert not shard_store.shard_dir(out).exists()
     ds = dataset.open_dataset(out)
     assert ds["sim"].values.tolist() == [0, 1, 2, 3, 4] and ds["seed"].values.tolist() == [0, 1, 2, 3, 4]
     assert json.loads(ds.attrs["config"]) == cfg.to_dict()
@@ -175,7 +177,7 @@ def test_corrupt_and_partial_shards_are_redone(tmp_path):
     keep = Execution(progress=False, keep_shards=True)
     generate.generate(cfg, out, keep, simulator=FAKE, log=lambda m: None)
     reference = data_vars(out)
-    shards = generate.shard_dir(out)
+    shards = shard_store.shard_dir(out)
     names = [t.shard_name for t in plan_tasks(5, 2)]
     mtimes = {n: (shards / n / "zarr.json").stat().st_mtime_ns for n in names}
     chunk = next(p for p in (shards / names[1] / "input_spikes").rglob("*") if p.is_file())
@@ -196,7 +198,7 @@ def test_corrupt_and_partial_shards_are_redone(tmp_path):
 def test_config_mismatch_refused(tmp_path):
     cfg = small_config()
     out = tmp_path / "d.zarr"
-    shards = generate.shard_dir(out)
+    shards = shard_store.shard_dir(out)
     shards.mkdir()
     (shards / "config.json").write_text(json.dumps(small_config(base_seed=4).to_dict()))
     with pytest.raises(GenerateError, match=r"different config \(base_seed: 4 \(existing\) vs 3 \(requested\)\)"
@@ -219,7 +221,7 @@ def test_failed_task_keeps_finished_shards(tmp_path):
     # Every task fails; which one is reported first depends on process scheduling.
     with pytest.raises(GenerateError, match=r"simulations \d+\.\.\d+ failed: RuntimeError: the membrane melted.*resume"):
         generate.generate(cfg, out, QUIET, simulator=f"{__name__}:FailingSimulator", log=lambda m: None)
-    assert not out.exists() and (generate.shard_dir(out) / "config.json").exists()
+    assert not out.exists() and (shard_store.shard_dir(out) / "config.json").exists()
 
 
 # --- the real cell --------------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def test_seeds_identical_across_workers_and_backends(tmp_path):
 
 _CLI = """
 import argparse, sys
-from biophys import generate
+from biophys.cli import generate
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     generate.register_cli(parser.add_subparsers())
@@ -267,7 +269,7 @@ def test_resume_after_killed_run(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), *argv], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    shards = generate.shard_dir(out)
+    shards = shard_store.shard_dir(out)
     deadline = time.monotonic() + 60
     try:
         while not any(p.name.startswith("sims-") for p in shards.glob("sims-*")):
@@ -280,7 +282,7 @@ def test_resume_after_killed_run(tmp_path):
     assert 1 <= len(finished) < 6 and not out.exists()
 
     parser = argparse.ArgumentParser()
-    generate.register_cli(parser.add_subparsers())
+    cli_generate.register_cli(parser.add_subparsers())
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     for name, mtime in finished.items():
@@ -292,7 +294,7 @@ def test_resume_after_killed_run(tmp_path):
 
 def test_dataset_default_integration_step():
     """Datasets default to the fastest step that benchmarks/sim_speed.py found accurate; configs can override."""
-    assert GenerateConfig().sim.dt_ms == generate.DATASET_SIM_DEFAULTS["dt_ms"] == 1 / 12
+    assert GenerateConfig().sim.dt_ms == genconfig.DATASET_SIM_DEFAULTS["dt_ms"] == 1 / 12
     assert GenerateConfig().sim.secondorder == 2
     assert GenerateConfig.from_dict({}).sim == GenerateConfig().sim
     overridden = GenerateConfig.from_dict({"sim": {"dt_ms": 0.025, "secondorder": 0}}).sim

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from biophys import generate
-from biophys.generate import Execution, GenerateError, plan_tasks
+from biophys import backends, generate, shards as shard_store
+from biophys.cli import generate as cli_generate
+from biophys.genconfig import Execution
+from biophys.planning import GenerateError, plan_tasks
+from biophys.storefiles import manifest_path
 from test_generate import FakeSimulator, data_vars, small_config
 
 FAKE = f"{FakeSimulator.__module__}:FakeSimulator"
@@ -78,7 +81,7 @@ def uninterrupted(tmp_path_factory):
 
 def cli(argv):
     parser = argparse.ArgumentParser()
-    generate.register_cli(parser.add_subparsers())
+    cli_generate.register_cli(parser.add_subparsers())
     return parser.parse_args(argv)
 
 
@@ -87,31 +90,31 @@ def test_resume_check_decodes_nothing_yet_finds_damaged_shards(tmp_path, monkeyp
     config = cfg.to_dict()
     out = tmp_path / "d.zarr"
     generate.generate(cfg, out, KEEP, simulator=FAKE, log=lambda m: None)
-    shards = generate.shard_dir(out)
+    shards = shard_store.shard_dir(out)
     tasks = plan_tasks(cfg.n_sims, cfg.sims_per_task)
     paths = [shards / t.shard_name for t in tasks]
-    assert all(generate.manifest_path(p).exists() for p in paths)
+    assert all(manifest_path(p).exists() for p in paths)
 
     decoded = []
-    real_data_problems = generate.data_problems
-    monkeypatch.setattr(generate, "data_problems", lambda ds: decoded.append(ds) or real_data_problems(ds))
-    assert [generate.shard_problems(p, t, config) for p, t in zip(paths, tasks)] == [[], [], []]
+    real_data_problems = shard_store.data_problems
+    monkeypatch.setattr(shard_store, "data_problems", lambda ds: decoded.append(ds) or real_data_problems(ds))
+    assert [shard_store.shard_problems(p, t, config) for p, t in zip(paths, tasks)] == [[], [], []]
     assert decoded == []
 
     chunk = next(p for p in (paths[1] / "input_spikes" / "c").rglob("*") if p.is_file())
     chunk.write_bytes(chunk.read_bytes()[:7])
-    problems = generate.shard_problems(paths[1], tasks[1], config)
+    problems = shard_store.shard_problems(paths[1], tasks[1], config)
     assert len(problems) == 1 and "input_spikes/c/" in problems[0] and "has 7 bytes" in problems[0]
     next(p for p in (paths[2] / "soma_voltage" / "c").rglob("*") if p.is_file()).unlink()
-    assert "is missing" in generate.shard_problems(paths[2], tasks[2], config)[0]
+    assert "is missing" in shard_store.shard_problems(paths[2], tasks[2], config)[0]
     assert decoded == []
 
     # Without a manifest the shard is decoded: intact passes, a truncated chunk is still caught.
-    generate.manifest_path(paths[0]).unlink()
-    assert generate.shard_problems(paths[0], tasks[0], config) == [] and len(decoded) == 1
+    manifest_path(paths[0]).unlink()
+    assert shard_store.shard_problems(paths[0], tasks[0], config) == [] and len(decoded) == 1
     chunk = next(p for p in (paths[0] / "input_spikes" / "c").rglob("*") if p.is_file())
     chunk.write_bytes(chunk.read_bytes()[:7])
-    assert "cannot be read" in generate.shard_problems(paths[0], tasks[0], config)[0]
+    assert "cannot be read" in shard_store.shard_problems(paths[0], tasks[0], config)[0]
 
 
 def test_disk_full_while_writing_a_shard(tmp_path, monkeypatch, capsys, uninterrupted):
@@ -128,11 +131,11 @@ def test_disk_full_while_writing_a_shard(tmp_path, monkeypatch, capsys, uninterr
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("generate: simulations 2..3 failed: the disk is full")
-    assert "No space left on device" in err and f"while writing shard {generate.shard_dir(out) / names[1]}" in err
-    shards = generate.shard_dir(out)
+    assert "No space left on device" in err and f"while writing shard {shard_store.shard_dir(out) / names[1]}" in err
+    shards = shard_store.shard_dir(out)
     # One worker runs the tasks in order: the first shard was finished before the disk filled up.
     first = shards / names[0]
-    assert generate.shard_problems(first, plan_tasks(cfg.n_sims, cfg.sims_per_task)[0], cfg.to_dict()) == []
+    assert shard_store.shard_problems(first, plan_tasks(cfg.n_sims, cfg.sims_per_task)[0], cfg.to_dict()) == []
     assert not out.exists() and not (shards / names[1]).exists()
     assert not [p.name for p in shards.iterdir() if p.name.startswith(".")]
     mtime = (first / "zarr.json").stat().st_mtime_ns
@@ -158,12 +161,12 @@ def test_disk_full_while_consolidating_keeps_the_shards(tmp_path, monkeypatch, u
     with pytest.raises(GenerateError) as info:
         generate.generate(cfg, out, QUIET, simulator=FAKE, log=lambda m: None)
     message = str(info.value)
-    shards = generate.shard_dir(out)
+    shards = shard_store.shard_dir(out)
     assert "\n" not in message and message.startswith(f"consolidating 3 shard(s) into {out} failed: the disk is full")
     assert f"the shards in {shards} are kept" in message
     assert not out.exists() and not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     tasks = plan_tasks(cfg.n_sims, cfg.sims_per_task)
-    assert [generate.shard_problems(shards / t.shard_name, t, cfg.to_dict()) for t in tasks] == [[], [], []]
+    assert [shard_store.shard_problems(shards / t.shard_name, t, cfg.to_dict()) for t in tasks] == [[], [], []]
 
     monkeypatch.undo()
     (tmp_path / ".d.zarr.tmp-0badf00d").mkdir()   # what a consolidation killed mid-write leaves behind
@@ -186,8 +189,8 @@ def test_killed_worker_is_a_clear_error_and_the_run_resumes(tmp_path, monkeypatc
     assert re.match(r"simulations (2\.\.3|4\.\.4) failed: a worker process died \(killed, or out of memory\?\)\. "
                     r"Finished shards are kept; re-run the same command to resume\.$", message)
     tasks = plan_tasks(cfg.n_sims, cfg.sims_per_task)
-    shards = generate.shard_dir(out)
-    assert generate.shard_problems(shards / tasks[0].shard_name, tasks[0], cfg.to_dict()) == []
+    shards = shard_store.shard_dir(out)
+    assert shard_store.shard_problems(shards / tasks[0].shard_name, tasks[0], cfg.to_dict()) == []
     assert not out.exists() and not (shards / tasks[1].shard_name).exists()
 
     monkeypatch.delenv(KILL_ENV)
@@ -210,7 +213,7 @@ def test_external_dask_scheduler_matches_local(tmp_path):
                     "--scheduler", cluster.scheduler_address, "--no-progress"])
         assert args.func(args) == 0
         with Client(cluster) as client:
-            events = client.get_events(generate._PROGRESS_TOPIC)
+            events = client.get_events(backends.PROGRESS_TOPIC)
     # Every simulation reported its progress from a worker of the external cluster.
     assert sorted(message[1] for _, message in events) == [0, 1, 2]
     local = data_vars(tmp_path / "local.zarr")
