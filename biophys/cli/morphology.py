@@ -13,15 +13,15 @@ from biophys.morphology_io import CELL1_URL, fetch_morphology
 
 def register_cli(subparsers) -> None:
     """Add ``fetch-morphology`` to an argparse subparsers object."""
-    parser = subparsers.add_parser(
-        "fetch-morphology", help="download the L5PC reconstruction cell1.asc into the local cache",
-        description="Download a morphology (default: Hay et al. 2011 cell1.asc from ModelDB 139653) and check "
-                    "its sha256; `--morphology cell1` then uses it.")
+    description = ("Download a morphology (default: Hay et al. 2011 cell1.asc from ModelDB 139653) and check its "
+                   "sha256; `--morphology cell1` then uses it.")
+    parser = subparsers.add_parser("fetch-morphology", description=description,
+                                   help="download the L5PC reconstruction cell1.asc into the local cache")
+    parser.set_defaults(func=_fetch_command)
     parser.add_argument("--url", default=CELL1_URL, help="where to download from (default: ModelDB)")
     parser.add_argument("--dest", type=Path, default=None,
                         help=f"target file (default: {cache_dir() / CELL1_NAME})")
     parser.add_argument("--sha256", default=CELL1_SHA256, help="expected sha256 hex digest")
-    parser.set_defaults(func=_fetch_command)
 
 
 def _fetch_command(args: argparse.Namespace) -> int:
