@@ -24,7 +24,7 @@ import torch
 from biophys.dataset import NeuronIOStore
 from surrogate.data import LazyNeuronIO, NeuronIOArrays, WindowSampler
 from surrogate.models import build_model
-from surrogate.train import window_loss
+from surrogate.objective import window_loss
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 8

@@ -43,9 +43,10 @@ class SynapseLayout:
 
     @classmethod
     def from_dataset(cls, ds) -> "SynapseLayout":
-        """The layout of a store's dataset (its ``synapse_segment`` and ``synapse_kind`` coordinates)."""
-        return cls(tuple(np.asarray(ds["synapse_segment"].values).astype(str)),
-                   tuple(np.asarray(ds["synapse_kind"].values).astype(str)))
+        """The layout of a store's dataset (its ``synapse_segment`` and ``synapse_kind`` coordinates, of any string
+        dtype: object, fixed-width or NumPy's StringDType)."""
+        return cls(tuple(str(s) for s in ds["synapse_segment"].values),
+                   tuple(str(k) for k in ds["synapse_kind"].values))
 
     @classmethod
     def from_dict(cls, data: dict) -> "SynapseLayout":

@@ -2,7 +2,8 @@
 
 Settings come from, in increasing precedence: TrainConfig defaults, a run's saved config.json (with
 ``--resume``), a ``--config`` file (JSON or TOML, keys = TrainConfig fields), then the options given.
-User errors print one line ``error: …`` on stderr and exit with status 2.
+User errors print one line ``error: …`` on stderr and exit with status 2; a Ctrl-C prints one line saying how to
+continue the run and exits with status 130.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import sys
 from pathlib import Path
 
 from biophys.dataset import StoreError
+from surrogate.checkpoint import RESUME_HINT
+from surrogate.config import DATA_MODES, ConfigError, TrainConfig
 from surrogate.models import MODEL_KINDS
-from surrogate.run import CONFIG_FILE, RunError
-from surrogate.train import DATA_MODES, ConfigError, TrainConfig, TrainingError, train
+from surrogate.run import CHECKPOINT_FILE, CONFIG_FILE, RunError
+from surrogate.train import TrainingError, TrainingInterrupted, train
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
 
 
 def _json_object(text: str) -> dict:
@@ -129,6 +133,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
+def _interrupted(out: str) -> str:
+    """What to do after a Ctrl-C that came before training could write its checkpoint."""
+    if (Path(out) / CHECKPOINT_FILE).exists():
+        return f"interrupted; continue with: {RESUME_HINT.format(out=Path(out).resolve())}"
+    return f"interrupted before {out} held a checkpoint; nothing to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -137,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StoreError, RunError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except TrainingInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print(_interrupted(args.out), file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(out)
     return 0
 

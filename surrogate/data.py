@@ -1,19 +1,20 @@
-"""Training windows and targets from a NeuronIO store; whole-simulation prediction for evaluation.
-
-Conventions (shared/specs/elm.md, "NeuronIO training conventions"), all in one place:
+"""Training windows and targets from a NeuronIO store, in the conventions of Beniaguev, Segev & London (2021) and
+Spieler et al. (2023), whose shared rules live in :mod:`conventions.signals`:
 - input: spike counts per 1 ms bin times the channel's sign (+1 excitatory, −1 inhibitory), float32;
 - spike target: the store's per-bin output spike labels (bin int(t − 0.5) of each spike);
-- soma target: (min(V, −55 mV) + 67.7) · 0.1, i.e. the voltage clipped below spike height, then scaled;
+- soma target: :func:`conventions.signals.soma_target`, the voltage clipped below spike height, then scaled;
 - windows of ``window_ms`` (500) starting at or after ``skip_ms`` (500) into a simulation; the first
-  ``burn_in_ms`` (150) of every window (and of every whole simulation) are excluded from losses and metrics,
-  because the model's state has not yet caught up with the input.
+  ``burn_in_ms`` (:data:`conventions.signals.BURN_IN_MS`) of every window (and of every whole simulation) are
+  excluded from losses and metrics, because the model's state has not yet caught up with the input.
 
-Data sources, with one interface for the training windows and the whole-simulation predictions:
-- :class:`NeuronIOArrays` holds a store in memory (1 byte per ms and synapse: 4.6 GB per simulated hour of the
-  1278-synapse L5PC);
+Data sources, with one interface for the training windows and the whole-simulation predictions
+(:mod:`surrogate.predict`):
+- :class:`NeuronIOArrays` holds a store in memory (1 byte per ms and synapse);
 - :class:`LazyNeuronIO` holds only the per-bin targets (voltage and spike label, 5 bytes per ms) and reads input
   spikes from the store on demand, a window or a whole simulation at a time.
 Both give bit-identical batches and predictions; :class:`WindowSampler` draws the same windows from either.
+Either may present the store's channels in another order (``channels``, from
+:func:`conventions.layout.channel_index`), so that a model sees its own channel order whatever the store's.
 Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this module reads through it.
 """
 
@@ -25,33 +26,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from biophys.dataset import NeuronIOStore, StoreError
-from surrogate.models import model_input_width
+from conventions.layout import SynapseLayout
+from conventions.signals import soma_target
 
-SOMA_CLIP_MV = -55.0  # voltages above are spikes; the soma target ignores them
-SOMA_OFFSET_MV = 67.7  # added before scaling so the target sits near 0..1.3
-SOMA_SCALE_PER_MV = 0.1
 WINDOW_MS = 500
-BURN_IN_MS = 150
 SKIP_MS = 500
-
-
-def soma_target(v_mv: np.ndarray | Tensor) -> np.ndarray | Tensor:
-    """Scaled soma target (min(V, −55) + 67.7) · 0.1 of a voltage in mV (NumPy or torch, same shape)."""
-    clipped = np.minimum(v_mv, SOMA_CLIP_MV) if isinstance(v_mv, np.ndarray) else v_mv.clamp(max=SOMA_CLIP_MV)
-    return (clipped + SOMA_OFFSET_MV) * SOMA_SCALE_PER_MV
-
-
-def soma_from_target(y: np.ndarray | Tensor) -> np.ndarray | Tensor:
-    """Inverse of :func:`soma_target` on the voltage channel: model output → mV (not clipped)."""
-    return y / SOMA_SCALE_PER_MV - SOMA_OFFSET_MV
-
-
-def clip_soma(v_mv: np.ndarray) -> np.ndarray:
-    """The voltage the soma target describes: V clipped at −55 mV from above, in mV."""
-    return np.minimum(v_mv, SOMA_CLIP_MV)
 
 
 def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
@@ -86,8 +68,14 @@ def _positions(store: NeuronIOStore, sims: np.ndarray | None) -> np.ndarray:
     return positions
 
 
-def _read_targets(store: NeuronIOStore, positions: np.ndarray) -> dict:
-    """The per-simulation fields both data sources hold in memory, read one simulation at a time.
+def store_layout(store: NeuronIOStore) -> SynapseLayout:
+    """The synapse layout of a store's input channels (segment and kind of each, in store order)."""
+    return SynapseLayout.from_dataset(store.ds)
+
+
+def _read_targets(store: NeuronIOStore, positions: np.ndarray, channels: np.ndarray | None) -> dict:
+    """The per-simulation fields both data sources hold in memory, read one simulation at a time; the signs and
+    layout of the store's channels ``channels`` (default all, in store order).
 
     Voltages are read and checked first, so a store with NaN/inf voltages fails before any input spikes are read.
 
@@ -100,8 +88,10 @@ def _read_targets(store: NeuronIOStore, positions: np.ndarray) -> dict:
         ids = store.sim_ids[positions[bad]]
         raise StoreError(f"{store.path}: soma_voltage has NaN/inf values in simulations {ids[:10].tolist()}"
                          f"{' …' if len(ids) > 10 else ''}")
+    layout = store_layout(store)
     return {
-        "signs": store.signs,
+        "signs": store.signs if channels is None else store.signs[channels],
+        "layout": layout if channels is None else layout.select(channels),
         "soma_mv": soma.astype(np.float32),
         "spike_labels": np.stack([store.output_spikes(int(i)) for i in positions]).astype(bool),
         "spike_times_ms": [store.spike_times(int(i)) for i in positions],
@@ -115,6 +105,7 @@ class _Targets:
 
     Attributes:
         signs: int8 [n_syn] +1 excitatory, −1 inhibitory.
+        layout: the segment and kind of each of the n_syn input channels, in this data's channel order.
         soma_mv: float32 [n_sims, n_time] somatic voltage in mV.
         spike_labels: bool [n_sims, n_time] output spike per bin.
         spike_times_ms: n_sims float64 arrays of exact output spike times in ms.
@@ -122,6 +113,7 @@ class _Targets:
     """
 
     signs: np.ndarray
+    layout: SynapseLayout
     soma_mv: np.ndarray
     spike_labels: np.ndarray
     spike_times_ms: list[np.ndarray]
@@ -160,16 +152,19 @@ class NeuronIOArrays(_Targets):
         return self.spikes[lo:hi]
 
     @classmethod
-    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None) -> "NeuronIOArrays":
-        """Read simulations (positions ``sims``, default all) of a store, one read per simulation.
+    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None,
+                   channels: np.ndarray | None = None) -> "NeuronIOArrays":
+        """Read simulations (positions ``sims``, default all) of a store, one read per simulation; with
+        ``channels`` (int [n_syn] store channel of each of this data's channels) in that channel order.
 
         Raises:
             StoreError: missing/invalid store, no simulations, or non-finite voltages (named by simulation).
         """
         store = _open(store)
         positions = _positions(store, sims)
-        targets = _read_targets(store, positions)
-        return cls(spikes=np.stack([store.input_spikes(int(i)) for i in positions]), **targets)
+        targets = _read_targets(store, positions, channels)
+        spikes = np.stack([store.input_spikes(int(i)) for i in positions])
+        return cls(spikes=spikes if channels is None else spikes[..., channels], **targets)
 
 
 @dataclass
@@ -182,43 +177,48 @@ class LazyNeuronIO(_Targets):
     simulation at a time, which is also when non-finite voltages are found: a bad store fails at startup, not
     epochs into training.
 
-    A window costs about 2 ms to read at 1278 synapses (decompressing one or two 1.3 MB chunks, and Zarr's
-    overhead; ``benchmarks/data_speed.py``). Decompressed chunks are not cached: random windows of a store too large
-    for memory revisit a chunk with a probability of (cached chunks) / (all chunks), so a cache of any affordable
-    size would rarely hit. Reading the next batch in the background did not pay enough to keep either (2 CPU
-    cores, Branch-ELM step): a thread took 41 → 36 ms (Zarr reads largely in Python, under the GIL, it seems); a
-    reader process none, as it competes for the same cores.
+    Decompressed chunks are not cached: random windows of a store too large for memory revisit a chunk with a
+    probability of (cached chunks) / (all chunks), so a cache of any affordable size would rarely hit
+    (``benchmarks/data_speed.py`` measures the reads).
 
     Attributes (besides the targets of :class:`_Targets`):
         store: the store read from.
         positions: int64 [n_sims] the store positions of this data's simulations.
+        channels: int64 [n_syn] the store channel of each of this data's channels, or None (store order).
     """
 
     store: NeuronIOStore
     positions: np.ndarray
+    channels: np.ndarray | None = None
+
+    def _read(self, position: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+        spikes = self.store.read_input_spikes(int(position), start, stop)
+        return spikes if self.channels is None else spikes[:, self.channels]
 
     def input_windows(self, sims: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
         """uint8 [B, length, n_syn] spikes of simulations ``sims`` [B] (positions in this data) from ``starts`` [B]
         ms, one store read per window."""
         out = np.empty((len(sims), length, self.n_synapses), np.uint8)
         for b, (sim, start) in enumerate(zip(sims, starts)):
-            out[b] = self.store.read_input_spikes(int(self.positions[sim]), int(start), int(start) + length)
+            out[b] = self._read(self.positions[sim], int(start), int(start) + length)
         return out
 
     def input_sims(self, lo: int, hi: int) -> np.ndarray:
         """uint8 [hi − lo, n_time, n_syn] spikes of whole simulations lo..hi − 1 (positions in this data)."""
-        return np.stack([self.store.read_input_spikes(int(i)) for i in self.positions[lo:hi]])
+        return np.stack([self._read(i) for i in self.positions[lo:hi]])
 
     @classmethod
-    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None) -> "LazyNeuronIO":
-        """Open simulations (positions ``sims``, default all) of a store, reading their targets.
+    def from_store(cls, store: NeuronIOStore | str | Path, sims: np.ndarray | None = None,
+                   channels: np.ndarray | None = None) -> "LazyNeuronIO":
+        """Open simulations (positions ``sims``, default all) of a store, reading their targets; ``channels`` as
+        in :meth:`NeuronIOArrays.from_store`.
 
         Raises:
             StoreError: missing/invalid store, no simulations, or non-finite voltages (named by simulation).
         """
         store = _open(store)
         positions = _positions(store, sims)
-        return cls(store=store, positions=positions, **_read_targets(store, positions))
+        return cls(store=store, positions=positions, channels=channels, **_read_targets(store, positions, channels))
 
 
 #: Either data source; they share the attributes and methods the training loop and predictions use.
@@ -303,61 +303,3 @@ class WindowSampler:
     def __iter__(self):
         while True:
             yield self.batch()
-
-
-@torch.no_grad()
-def predict_arrays(model: nn.Module, data: NeuronIOData, batch_size: int = 4,
-                   device: str | torch.device = "cpu") -> np.ndarray:
-    """Raw model outputs for whole simulations run from t = 0, ``batch_size`` simulations at a time (a
-    :class:`LazyNeuronIO` reads the input spikes of those simulations only).
-
-    Returns:
-        float32 [n_sims, n_time, 2]: channel 0 spike logit, channel 1 scaled soma (see :func:`soma_from_target`).
-    """
-    was_training = model.training
-    model.eval()
-    out = np.empty((data.n_sims, data.n_time, 2), np.float32)
-    try:
-        for lo in range(0, data.n_sims, batch_size):
-            x = torch.from_numpy(signed_inputs(data.input_sims(lo, lo + batch_size), data.signs)).to(device)
-            out[lo:lo + batch_size] = model(x).float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
-
-
-def predict_store(model: nn.Module, store: NeuronIOStore | NeuronIOData | str | Path, burn_in_ms: int = BURN_IN_MS,
-                  batch_size: int = 4, device: str | torch.device = "cpu") -> dict:
-    """Predictions of ``model`` for every whole simulation of ``store``, burn-in removed.
-
-    The model runs each simulation from t = 0; the first ``burn_in_ms`` bins are dropped from every array. A store
-    (or its path) is read lazily (:class:`LazyNeuronIO`): input spikes ``batch_size`` simulations at a time, so
-    memory does not grow with the store's input.
-
-    Returns a dict of arrays over bins t = burn_in_ms .. n_time − 1 (T' = n_time − burn_in_ms of them):
-        ``spike_prob`` float32 [n_sims, T'] predicted spike probability per bin;
-        ``spike_true`` bool [n_sims, T'] true output spike per bin;
-        ``soma_pred_mv`` float32 [n_sims, T'] predicted somatic voltage in mV (unclipped, unrescaled);
-        ``soma_true_mv`` float32 [n_sims, T'] true voltage clipped at −55 mV (what the model is trained on);
-        ``time_ms`` float64 [T'] bin start times; ``offset_ms`` float (= burn_in_ms);
-        ``spike_times_ms`` list of n_sims float64 arrays of exact true spike times (whole simulation, in ms);
-        ``sim_ids`` int64 [n_sims] the store's simulation indices.
-    """
-    data = store if isinstance(store, (NeuronIOArrays, LazyNeuronIO)) else LazyNeuronIO.from_store(store)
-    if model_input_width(model) != data.n_synapses:
-        raise StoreError(f"the model expects {model_input_width(model)} input channels but the store has "
-                         f"{data.n_synapses} synapses")
-    if not 0 <= burn_in_ms < data.n_time:
-        raise ValueError(f"burn_in_ms must lie in [0, {data.n_time}), got {burn_in_ms}")
-    y = predict_arrays(model, data, batch_size, device)[:, burn_in_ms:]
-    keep = slice(burn_in_ms, None)
-    return {
-        "spike_prob": torch.sigmoid(torch.from_numpy(y[..., 0])).numpy(),
-        "spike_true": data.spike_labels[:, keep].copy(),
-        "soma_pred_mv": soma_from_target(y[..., 1]),
-        "soma_true_mv": clip_soma(data.soma_mv[:, keep]),
-        "time_ms": np.arange(burn_in_ms, data.n_time, dtype=np.float64),
-        "offset_ms": float(burn_in_ms),
-        "spike_times_ms": data.spike_times_ms,
-        "sim_ids": data.sim_ids,
-    }

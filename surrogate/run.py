@@ -6,8 +6,12 @@ A run directory holds
                        data_mode (in memory or lazy, what was asked, the in-memory size and RAM in bytes),
                        provenance (code, run-config hash, and each store's provenance and config hash);
     ``history.json``   one record per validation: epoch, step, train/valid loss, valid AUC, soma RMSE (mV), lr;
-    ``model.pt``       the best weights (state_dict, by validation loss);
-    ``checkpoint.pt``  the last state: model, optimizer, scheduler, epoch, step, RNG states, TrainConfig dict;
+    ``model.pt``       the best weights (by validation loss) as ``{"kind", "config", "state_dict", "layout"}``:
+                       the model kind and config dict of :mod:`surrogate.models`, its state_dict, and the synapse
+                       layout of its input channels (:mod:`conventions.layout`), so the file alone rebuilds the
+                       model (:func:`load_model`); files written before hold the bare state_dict, read with
+                       ``config.json`` beside them;
+    ``checkpoint.pt``  the last state (:mod:`surrogate.checkpoint`);
     ``curves.png``     the history plotted.
 Every file is written to a temporary sibling and renamed into place, so each is either complete or absent.
 """
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from conventions.atomic import replace_atomically
+from conventions.layout import LayoutError, SynapseLayout
 from surrogate.models import build_model
 
 CONFIG_FILE = "config.json"
@@ -82,7 +87,8 @@ class Run:
         config: config.json (TrainConfig fields).
         metrics: metrics.json.
         history: history.json, one dict per validation.
-        model: the model with the best weights, in eval mode, on the CPU.
+        model: the model with the best weights, in eval mode, on the CPU; ``model.layout`` is the synapse layout
+            of its input channels (None for runs written before layouts were recorded).
         data_provenance: {"train": …, "valid": …} records of the stores trained and validated on.
     """
 
@@ -92,6 +98,10 @@ class Run:
     history: list[dict]
     model: nn.Module
     data_provenance: dict
+
+    @property
+    def layout(self) -> SynapseLayout | None:
+        return getattr(self.model, "layout", None)
 
 
 def _read_json(path: Path):
@@ -103,10 +113,47 @@ def _read_json(path: Path):
         raise RunError(f"{path} is not valid JSON: {exc}") from None
 
 
-def model_from_config(config: dict) -> nn.Module:
+def model_file(kind: str, config: dict, state_dict: dict, layout: SynapseLayout | None) -> dict:
+    """The contents of ``model.pt`` (see the module docstring)."""
+    return {"kind": kind, "config": config, "state_dict": state_dict,
+            "layout": None if layout is None else layout.to_dict()}
+
+
+def read_model_file(path: str | Path) -> dict:
+    """``model.pt`` as ``{"kind", "config", "state_dict", "layout"}``; a file of the earlier layout (a bare
+    state_dict) gives None for kind, config and layout. The layout comes back as a SynapseLayout."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file surfaces as various exception types
+        raise RunError(f"{path} is not a readable weights file ({type(exc).__name__})") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("state_dict"), dict)):
+        return {"kind": None, "config": None, "state_dict": saved, "layout": None}
+    try:
+        layout = None if saved.get("layout") is None else SynapseLayout.from_dict(saved["layout"])
+    except LayoutError as exc:
+        raise RunError(f"{path}: its synapse layout is malformed: {exc}") from None
+    return {**saved, "layout": layout}
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """The model a self-describing ``model.pt`` holds, rebuilt from the file alone, in eval mode on the CPU."""
+    saved = read_model_file(path)
+    if saved["kind"] is None:
+        raise RunError(f"{path} holds bare weights (written before model.pt described its model); "
+                       f"read it with load_run on its run directory")
+    try:
+        model = build_model(saved["kind"], saved["config"], layout=saved["layout"])
+        model.load_state_dict(saved["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise RunError(f"{path} does not describe a valid model: {exc}") from None
+    return model.eval()
+
+
+def model_from_config(config: dict, layout: SynapseLayout | None = None) -> nn.Module:
     """A freshly initialised model for a run's config dict (keys ``model`` and ``model_config``)."""
     try:
-        return build_model(config["model"], config["model_config"])
+        return build_model(config["model"], config["model_config"], layout=layout)
     except KeyError as exc:
         raise RunError(f"run config lacks {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -128,10 +175,14 @@ def load_run(run_dir: str | Path) -> Run:
     history = _read_json(path / HISTORY_FILE)
     if not (path / MODEL_FILE).exists():
         raise RunError(f"{path} holds no weights ({MODEL_FILE} is missing); did training finish an epoch?")
-    model = model_from_config(config)
-    state = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
+    saved = read_model_file(path / MODEL_FILE)
+    if saved["kind"] is not None and (saved["kind"], saved["config"]) != (config.get("model"),
+                                                                         config.get("model_config")):
+        raise RunError(f"{path / MODEL_FILE} does not fit the model in {CONFIG_FILE}: it holds a {saved['kind']} "
+                       f"with {saved['config']}")
+    model = model_from_config(config, saved["layout"])
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(saved["state_dict"])
     except RuntimeError as exc:
         raise RunError(f"{path / MODEL_FILE} does not fit the model in {CONFIG_FILE}: {exc}") from None
     checkpoint = path / CHECKPOINT_FILE

@@ -10,7 +10,7 @@ import pytest
 
 from fakes import fake_store
 from surrogate.__main__ import build_parser, main
-from surrogate.train import TrainConfig
+from surrogate.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Targets, signed inputs, training windows and whole-simulation prediction (surrogate.data)."""
+"""Targets, signed inputs, training windows (surrogate.data) and whole-simulation prediction (surrogate.predict)."""
 
 import numpy as np
 import pytest
@@ -7,17 +7,18 @@ import torch
 from biophys import dataset
 from biophys.dataset import NeuronIOStore, StoreError
 from fakes import fake_dataset, fake_store
-from surrogate import data
+from conventions import signals
+from surrogate import data, predict
 from surrogate.models import build_model
 
 
 def test_soma_target_known_values_and_inverse():
     v = np.array([-80.0, -67.7, -60.0, -55.0, -40.0, 20.0])
     expected = np.array([-1.23, 0.0, 0.77, 1.27, 1.27, 1.27])  # (min(v, -55) + 67.7) * 0.1 by hand
-    np.testing.assert_allclose(data.soma_target(v), expected, atol=1e-12)
-    np.testing.assert_allclose(data.soma_target(torch.tensor(v)).numpy(), expected, atol=1e-12)
-    np.testing.assert_allclose(data.soma_from_target(data.soma_target(v)), np.minimum(v, -55.0), atol=1e-12)
-    np.testing.assert_allclose(data.clip_soma(v), [-80.0, -67.7, -60.0, -55.0, -55.0, -55.0])
+    np.testing.assert_allclose(signals.soma_target(v), expected, atol=1e-12)
+    np.testing.assert_allclose(signals.soma_target(torch.tensor(v)).numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(signals.soma_from_target(signals.soma_target(v)), np.minimum(v, -55.0), atol=1e-12)
+    np.testing.assert_allclose(signals.clip_soma(v), [-80.0, -67.7, -60.0, -55.0, -55.0, -55.0])
 
 
 def test_signed_inputs_multiplies_counts_by_sign():
@@ -190,7 +191,7 @@ def test_predict_store_runs_whole_sims_and_drops_burn_in(fake_store):
     torch.manual_seed(0)
     model = build_model("lstm", {"hidden": 4}, n_inputs=16)
     store = NeuronIOStore(fake_store)
-    pred = data.predict_store(model, store, burn_in_ms=150, batch_size=3)
+    pred = predict.predict_store(model, store, burn_in_ms=150, batch_size=3)
     n, t = store.n_sims, store.n_time - 150
     for key in ("spike_prob", "spike_true", "soma_pred_mv", "soma_true_mv"):
         assert pred[key].shape == (n, t), key
@@ -211,19 +212,19 @@ def test_lazy_predictions_equal_in_memory_ones(long_store):
     model = build_model("lstm", {"hidden": 4}, n_inputs=16)
     arrays = data.NeuronIOArrays.from_store(long_store)
     lazy = data.LazyNeuronIO.from_store(long_store)
-    y = data.predict_arrays(model, arrays, batch_size=2)
-    np.testing.assert_array_equal(data.predict_arrays(model, lazy, batch_size=2), y)
-    from_path = data.predict_store(model, long_store, burn_in_ms=100, batch_size=2)
-    from_arrays = data.predict_store(model, arrays, burn_in_ms=100, batch_size=2)
+    y = predict.predict_arrays(model, arrays, batch_size=2)
+    np.testing.assert_array_equal(predict.predict_arrays(model, lazy, batch_size=2), y)
+    from_path = predict.predict_store(model, long_store, burn_in_ms=100, batch_size=2)
+    from_arrays = predict.predict_store(model, arrays, burn_in_ms=100, batch_size=2)
     for key in ("spike_prob", "spike_true", "soma_pred_mv", "soma_true_mv", "sim_ids"):
         np.testing.assert_array_equal(from_path[key], from_arrays[key], err_msg=key)
-    np.testing.assert_array_equal(from_path["soma_pred_mv"], data.soma_from_target(y[:, 100:, 1]))
+    np.testing.assert_array_equal(from_path["soma_pred_mv"], signals.soma_from_target(y[:, 100:, 1]))
 
 
 def test_predict_store_checks_the_input_width(fake_store):
     model = build_model("lstm", {"hidden": 4}, n_inputs=20)
     with pytest.raises(StoreError, match="expects 20 input channels.*16 synapses"):
-        data.predict_store(model, fake_store)
+        predict.predict_store(model, fake_store)
 
 
 def test_fake_store_has_spikes_to_learn(tmp_path):

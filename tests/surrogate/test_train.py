@@ -14,12 +14,17 @@ import torch
 from biophys import dataset
 from biophys.dataset import StoreError
 from fakes import fake_dataset, fake_store
+from conventions import machine
+from surrogate import resources
 from surrogate import run as rundir
 from surrogate import train as train_mod
-from surrogate.data import NeuronIOArrays, predict_arrays
-from surrogate.models import build_model
+from surrogate.data import NeuronIOArrays
+from surrogate.predict import predict_arrays
+from surrogate.models import build_model, num_params
 from surrogate.run import RunError, load_run
-from surrogate.train import ConfigError, TrainConfig, train, validation_metrics, window_loss
+from surrogate.config import ConfigError, TrainConfig
+from surrogate.objective import validation_metrics, window_loss
+from surrogate.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +106,7 @@ def test_train_writes_a_complete_run_dir(stores, tmp_path):
     assert run.history[0]["lr"] == pytest.approx(5e-4 * 0.5 * (1 + np.cos(np.pi * 3 / 6)))
     m = run.metrics
     assert m["status"] == "finished" and m["epochs_completed"] == 2 and m["steps"] == 6
-    assert m["num_params"] == run.model.num_params() > 0
+    assert m["num_params"] == num_params(run.model) > 0
     assert m["provenance"]["data"]["train"]["provenance"]["cell"]["name"] == "fake-integrator"
     assert len(m["provenance"]["data"]["train"]["config_sha256"]) == 64
     assert run.data_provenance == m["provenance"]["data"]
@@ -127,7 +132,7 @@ def test_best_weights_are_the_best_epochs_not_the_last(stores, tmp_path, monkeyp
     monkeypatch.setattr(train_mod, "predict_arrays", recording_predict)
     monkeypatch.setattr(train_mod, "validation_metrics", scripted_metrics)
     out = train(tiny_config(stores, tmp_path / "run", epochs=3), progress=False)
-    best = torch.load(out / "model.pt", weights_only=True)
+    best = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert len(seen) == 3
     assert_same_state(best, seen[1])
     assert not torch.equal(best["readout.weight"], seen[2]["readout.weight"])
@@ -172,8 +177,8 @@ def test_lazy_training_equals_in_memory_training(stores, tmp_path):
     memory = train(tiny_config(stores, tmp_path / "memory", data_mode="memory"), progress=False)
     lazy = train(tiny_config(stores, tmp_path / "lazy", data_mode="lazy"), progress=False)
     assert_same_state(checkpoint_weights(lazy), checkpoint_weights(memory))
-    assert_same_state(torch.load(lazy / "model.pt", weights_only=True),
-                      torch.load(memory / "model.pt", weights_only=True))
+    assert_same_state(torch.load(lazy / "model.pt", weights_only=True)["state_dict"],
+                      torch.load(memory / "model.pt", weights_only=True)["state_dict"])
     losses = [[(h["train_loss"], h["valid_loss"], h["valid_auc"]) for h in load_run(run).history]
               for run in (memory, lazy)]
     assert losses[0] == losses[1]
@@ -195,21 +200,21 @@ def test_a_run_cut_in_memory_resumes_lazily_as_if_uncut(stores, tmp_path):
 def test_auto_data_mode_holds_small_stores_in_memory_and_large_ones_on_disk(stores, tmp_path, monkeypatch):
     train_store, valid_store = dataset.NeuronIOStore(stores[0]), dataset.NeuronIOStore(stores[1])
     need = 4 * 900 * (16 + 5) + 2 * 900 * (16 + 5)  # uint8 spikes + float32 voltage + bool label per ms
-    auto = train_mod.choose_data_mode("auto", train_store, valid_store)
+    auto = resources.choose_data_mode("auto", train_store, valid_store)
     assert auto["mode"] == "memory" and auto["in_memory_bytes"] == need and auto["ram_bytes"] > 4 * need
     # two processes on this machine, each with the whole training store and one of the two validation sims
-    assert train_mod.choose_data_mode("auto", train_store, valid_store, 2, 2)["in_memory_bytes"] == \
+    assert resources.choose_data_mode("auto", train_store, valid_store, 2, 2)["in_memory_bytes"] == \
         2 * (4 * 900 * 21 + 900 * 21)
-    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 4 * need - 1)
-    assert train_mod.choose_data_mode("auto", train_store, valid_store)["mode"] == "lazy"
-    assert train_mod.choose_data_mode("memory", train_store, valid_store)["mode"] == "memory"
-    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 4 * need)
-    assert train_mod.choose_data_mode("auto", train_store, valid_store)["mode"] == "memory"
-    assert train_mod.choose_data_mode("lazy", train_store, valid_store)["mode"] == "lazy"
-    monkeypatch.setattr(train_mod, "ram_bytes", lambda: 1000)
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 4 * need - 1)
+    assert resources.choose_data_mode("auto", train_store, valid_store)["mode"] == "lazy"
+    assert resources.choose_data_mode("memory", train_store, valid_store)["mode"] == "memory"
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 4 * need)
+    assert resources.choose_data_mode("auto", train_store, valid_store)["mode"] == "memory"
+    assert resources.choose_data_mode("lazy", train_store, valid_store)["mode"] == "lazy"
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 200_000)  # lazy, yet a batch fits
     out = train(tiny_config(stores, tmp_path / "run", epochs=1), progress=False)
     recorded = load_run(out).metrics["data_mode"]
-    assert recorded == {"mode": "lazy", "requested": "auto", "in_memory_bytes": need, "ram_bytes": 1000}
+    assert recorded == {"mode": "lazy", "requested": "auto", "in_memory_bytes": need, "ram_bytes": 200_000}
 
 
 def test_cgroup_memory_limit_v2_v1_and_none(tmp_path):
@@ -217,15 +222,15 @@ def test_cgroup_memory_limit_v2_v1_and_none(tmp_path):
     (tmp_path / "fs" / "job" / "step").mkdir(parents=True)
     proc.write_text("0::/job/step\n")
     (tmp_path / "fs" / "job" / "step" / "memory.max").write_text("4294967296\n")
-    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") == 4 * 2**30
+    assert machine.cgroup_memory_limit(proc, tmp_path / "fs") == 4 * 2**30
     (tmp_path / "fs" / "job" / "step" / "memory.max").write_text("max\n")
-    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") is None
+    assert machine.cgroup_memory_limit(proc, tmp_path / "fs") is None
     (tmp_path / "fs" / "memory" / "slurm").mkdir(parents=True)
     (tmp_path / "fs" / "memory" / "slurm" / "memory.limit_in_bytes").write_text("1073741824\n")
     proc.write_text("12:cpuset:/slurm\n11:memory:/slurm\n")
-    assert train_mod._cgroup_memory_limit(proc, tmp_path / "fs") == 2**30
-    assert train_mod._cgroup_memory_limit(tmp_path / "absent", tmp_path / "fs") is None
-    assert 0 < train_mod.ram_bytes() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert machine.cgroup_memory_limit(proc, tmp_path / "fs") == 2**30
+    assert machine.cgroup_memory_limit(tmp_path / "absent", tmp_path / "fs") is None
+    assert 0 < machine.available_memory_bytes() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_resume_refuses_a_different_config(stores, tmp_path):
