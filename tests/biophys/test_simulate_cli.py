@@ -72,3 +72,23 @@ def test_store_is_simulated_with_its_recorded_settings_and_prints_no_display_war
     euler = dataset.NeuronIOStore(tmp_path / "euler.zarr")
     assert euler.config["sim"]["secondorder"] == 0 and euler.config["sim"]["dt_ms"] == recorded.dt_ms
     assert not np.array_equal(euler.soma_voltage(0), results[0].soma_mV)
+
+
+@pytest.mark.neuron
+def test_simulate_reproduces_a_generated_store(tmp_path):
+    """A ball-and-stick store made by ``generate`` (Crank–Nicolson at the dataset dt) re-simulates to the same
+    voltages and spikes; neither command's output carries NEURON's DISPLAY warning."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "NEURON_MODULE_OPTIONS")}
+    commands = (["generate", "--cell", "ball-and-stick", "--workers", "1", "--no-progress", "--out", "in.zarr",
+                 "--n-sims", "2", "--duration-ms", "200"],
+                ["simulate", "--inputs", "in.zarr", "--out", "out.zarr"])
+    for command in commands:
+        proc = subprocess.run([sys.executable, "-m", "biophys", *command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "DISPLAY" not in proc.stdout + proc.stderr
+    made, redone = dataset.NeuronIOStore(tmp_path / "in.zarr"), dataset.NeuronIOStore(tmp_path / "out.zarr")
+    assert redone.config["sim"] == made.config["sim"]
+    for i in range(made.n_sims):
+        np.testing.assert_array_equal(redone.soma_voltage(i), made.soma_voltage(i))
+        np.testing.assert_array_equal(redone.spike_times(i), made.spike_times(i))
