@@ -14,6 +14,7 @@ One simulation's input is drawn in three steps (Beniaguev, Segev & London 2021; 
 
 Everything is vectorised NumPy driven by one :class:`numpy.random.Generator`, consumed in a fixed order, so an
 input is a pure function of the config, the segment table, the duration and the generator's seed.
+:func:`spike_matrix_to_times` turns a matrix of counts per bin into the event times a simulator delivers.
 """
 
 from __future__ import annotations
