@@ -14,10 +14,10 @@ import sys
 COMMAND_MODULES = (
     "biophys.cli.generate",
     "biophys.cli.inspect",
-    "biophys.simulator",
-    "biophys.validate",
-    "biophys.neuronio_format",
-    "biophys.morphology",
+    "biophys.cli.simulate",
+    "biophys.cli.validate",
+    "biophys.cli.neuronio",
+    "biophys.cli.morphology",
 )
 
 
