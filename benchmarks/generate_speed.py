@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from biophys import morphology, synapses, synthetic
-from biophys.generate import Execution, GenerateConfig, generate, input_segments
+from biophys.backends import input_segments
+from biophys.genconfig import Execution, GenerateConfig
+from biophys.generate import generate
 from biophys.inputs import InputConfig, draw_inputs
 from biophys.config import CellConfig
 

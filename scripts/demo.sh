@@ -12,11 +12,20 @@ DATA="$OUT/data"
 start=$(date +%s)
 stage() { printf '\n=== [%4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
+# Hay et al.'s cell1 when `python -m biophys fetch-morphology` has cached it (sha256-checked), else the synthetic L5PC.
+if $PY -c "import sys; from biophys.morphology import MorphologyError, morphology_file
+try: morphology_file('l5pc', 'cell1')
+except MorphologyError: sys.exit(1)" 2>/dev/null; then
+    MORPHOLOGY=cell1
+else
+    MORPHOLOGY=synthetic
+fi
+
 mkdir -p "$DATA"
-stage "1/4 simulating the cell (NEURON) on random synaptic input"
+stage "1/4 simulating the cell (NEURON, morphology $MORPHOLOGY) on random synaptic input"
 for split in train:1:${DEMO_TRAIN_SIMS:-16} valid:2:${DEMO_VALID_SIMS:-4} test:3:${DEMO_TEST_SIMS:-4}; do
     IFS=: read -r name seed n <<<"$split"
-    $PY -m biophys generate --config configs/demo.toml --out "$DATA/$name.zarr" \
+    $PY -m biophys generate --config configs/demo.toml --morphology "$MORPHOLOGY" --out "$DATA/$name.zarr" \
         --n-sims "$n" --seed "$seed" --workers "$WORKERS"
 done
 $PY -m biophys inspect "$DATA/train.zarr"

@@ -2,8 +2,9 @@
 # The headline comparison: a Branch-ELM (default config, 8,002 parameters) against a TCN of ~1.25M parameters,
 # both fitted to the same L5PC data for the same wall-clock budget, then scored on held-out simulations.
 #   simulate train / valid / test stores (configs/quality.toml, real morphology) → train both → report.
-# Usage: scripts/quality.sh [MORPHOLOGY]   (or MORPHOLOGY=...; default ../shared/data/morphologies/cell1.asc if
-# it exists, else the toolkit's default cell). Results: $QUALITY_OUT (default runs/quality)/report.md.
+# Usage: scripts/quality.sh [MORPHOLOGY]   (or MORPHOLOGY=...: "cell1", "synthetic" or a .asc/.swc path; default
+# cell1, Hay et al. 2011's reconstruction, after `python -m biophys fetch-morphology`).
+# Results: $QUALITY_OUT (default runs/quality)/report.md.
 # Sizes (env): TRAIN_SIMS=64 VALID_SIMS=8 TEST_SIMS=8 DURATION_MS=4000 WALL_S=600 (per model) — about 25 min
 # on 2 cores.
 # Re-running resumes the datasets and refits both models.
@@ -36,31 +37,15 @@ DATA="$OUT/data"
 start=$(date +%s)
 stage() { printf '\n=== [%4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
-MORPHOLOGY=${1:-${MORPHOLOGY:-}}
-if [[ -z "$MORPHOLOGY" && -f ../shared/data/morphologies/cell1.asc ]]; then
-    MORPHOLOGY=../shared/data/morphologies/cell1.asc
-fi
+MORPHOLOGY=${1:-${MORPHOLOGY:-cell1}}
 mkdir -p "$DATA"
-# generate has no morphology flag, so the config it reads is configs/quality.toml plus cell.morphology (an
-# absolute path, so that the store's recorded config does not depend on the working directory).
-GEN_CONFIG="$DATA/generate.json"
-$PY - configs/quality.toml "$GEN_CONFIG" "${MORPHOLOGY:+$(realpath "$MORPHOLOGY")}" <<'PYEOF'
-import json, sys, tomllib
-src, dst, morphology = sys.argv[1:4]
-with open(src, "rb") as f:
-    config = tomllib.load(f)
-if morphology:
-    config.setdefault("cell", {})["morphology"] = morphology
-with open(dst, "w") as f:
-    json.dump(config, f, indent=2)
-PYEOF
 
-stage "1/4 simulating the cell (${MORPHOLOGY:-default morphology}) on random synaptic input"
+stage "1/4 simulating the cell (morphology $MORPHOLOGY) on random synaptic input"
 for split in train:1:$TRAIN_SIMS valid:2:$VALID_SIMS test:3:$TEST_SIMS; do
     IFS=: read -r name seed n <<<"$split"
     stage "generating $name: $n × $DURATION_MS ms, seed $seed"
-    $RUN -m biophys generate --config "$GEN_CONFIG" --out "$DATA/$name.zarr" --n-sims "$n" \
-        --duration-ms "$DURATION_MS" --seed "$seed" --workers 2 --no-progress
+    $RUN -m biophys generate --config configs/quality.toml --morphology "$MORPHOLOGY" --out "$DATA/$name.zarr" \
+        --n-sims "$n" --duration-ms "$DURATION_MS" --seed "$seed" --workers 2 --no-progress
 done
 for name in train valid test; do
     $RUN -m biophys inspect "$DATA/$name.zarr"
