@@ -11,5 +11,6 @@ This package imports none of the toolkit's other packages; all three import it. 
 - :mod:`conventions.cache`: the cache directory (compiled mechanisms, morphologies, compiled kernels);
 - :mod:`conventions.atomic`: write-then-rename for every file the toolkit writes;
 - :mod:`conventions.provenance`: code, library and machine records attached to stores and runs;
-- :mod:`conventions.configkeys`: the check that a config dict holds only known keys of the right types.
+- :mod:`conventions.configkeys`: the check that a config dict holds only known keys of the right types;
+- :mod:`conventions.machine`: the memory this process may use (physical RAM or a lower cgroup limit).
 """

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import xarray as xr
 
 from biophys import dataset, generate, planning, shards as shard_store
 from biophys.cli import generate as cli_generate
@@ -19,7 +20,7 @@ from biophys.config import CellConfig
 from biophys.genconfig import GenerateConfig, load_config
 from biophys.morphology import file_sha256
 from biophys.planning import GenerateError
-from test_generate import FAKE, QUIET, FakeSimulator, small_config
+from test_generate import FAKE, QUIET, FakeSimulator, data_vars, small_config
 
 REPO = Path(__file__).resolve().parents[2]
 SWC = "1 1 0 0 0 5 -1\n2 3 0 -5 0 1 1\n3 3 0 -40 0 1 2\n4 4 0 5 0 1 1\n5 4 0 200 0 1 4\n"
@@ -174,3 +175,25 @@ def test_sigkill_of_generate_leaves_no_worker_behind(tmp_path):
     for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert survivors == []
+
+
+def test_same_size_corrupt_shard_chunk_is_redone(tmp_path):
+    cfg = small_config()
+    out = tmp_path / "d.zarr"
+    keep = dataclasses.replace(QUIET, keep_shards=True)
+    generate.generate(cfg, out, keep, simulator=FAKE, log=lambda m: None)
+    reference = data_vars(out)
+    shards = shard_store.shard_dir(out)
+    name = planning.plan_tasks(cfg.n_sims, cfg.sims_per_task)[1].shard_name
+    chunk = next(p for p in (shards / name / "input_spikes" / "c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    os.rename(out, tmp_path / "first.zarr")
+    messages = []
+    report = generate.generate(cfg, out, keep, simulator=FAKE, log=messages.append)
+    assert (report.n_new, report.n_kept) == (2, 2)
+    assert [m for m in messages if m.startswith("redoing")] == [
+        f"redoing {name}: 1 file(s) changed since the shard was written: "
+        f"{chunk.relative_to(shards / name).as_posix()} differs from its checksum (same size, changed content)"]
+    xr.testing.assert_identical(data_vars(out), reference)
