@@ -58,5 +58,11 @@ def check_batches_fit(batch_size: int, window_ms: int, valid_batch_size: int, va
         need = batch_nbytes(n, steps, n_synapses)
         if need > ram:
             raise ConfigError(f"a batch of {n:,} {what} × {steps} ms × {n_synapses} synapses needs at least "
-                              f"{need / 1e9:,.1f} GB, more than the {ram / 1e9:,.1f} GB this process may use; "
-                              f"lower {option}")
+                              f"{_size(need)}, more than the {_size(ram)} this process may use; lower {option}")
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:,.1f} {unit}"
+    return f"{n_bytes / 1e3:,.1f} kB"

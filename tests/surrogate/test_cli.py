@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from fakes import fake_store
 from surrogate.__main__ import build_parser, main
@@ -128,3 +131,55 @@ def test_unknown_config_key_in_a_fresh_process(stores, tmp_path):
     result = run_cli(*tiny_args(stores, tmp_path / "run", "--config", str(bad)))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown key(s) ['epoch'] in the training config" in result.stderr
+
+
+def test_resume_of_a_missing_or_checkpoint_less_directory_says_so(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "absent"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot resume" in err and "no run directory at" in err and "no train path" not in err
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no checkpoint" in err and "\n" not in err and "no train path" not in err
+
+
+def test_resume_with_another_model_kind_names_the_run_kind(stores, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = tiny_args(stores, out, "--max-wall-s", "1e-9")
+    args[args.index("lstm")] = "branch-elm"
+    args[args.index('{"hidden": 8}')] = '{"n_branches": 4, "synapses_per_branch": 4, "d_memory": 3}'
+    assert main(args) == 0
+    assert main(["train", "--out", str(out), "--resume", "--model", "tcn"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "this run is a branch-elm run" in err and "unknown tcn config keys" not in err
+
+
+def test_a_huge_batch_size_is_refused_before_allocating_and_leaves_no_run_dir(stores, tmp_path):
+    result = run_cli(*tiny_args(stores, tmp_path / "run"), "--batch-size", str(10**12))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lower --batch-size" in lines[0] and "TB" in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_writes_the_checkpoint_and_says_how_to_resume(stores, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(stores, out)
+    args[args.index("--batches-per-epoch") + 1] = "100000"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "surrogate", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # some batches into the epoch
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert f"continue with: python -m surrogate train --out {out.resolve()} --resume" in stderr.strip().splitlines()[-1]
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["status"] == "interrupted" and checkpoint["next_batch"] > 0
+    result = run_cli("train", "--out", str(out), "--resume", "--max-wall-s", "1e-9", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["next_batch"] == checkpoint["next_batch"] + 1

@@ -15,10 +15,11 @@ from biophys import dataset
 from biophys.dataset import StoreError
 from fakes import fake_dataset, fake_store
 from conventions import machine
+from conventions.layout import SynapseLayout
 from surrogate import resources
 from surrogate import run as rundir
 from surrogate import train as train_mod
-from surrogate.data import NeuronIOArrays
+from surrogate.data import NeuronIOArrays, store_layout
 from surrogate.predict import predict_arrays
 from surrogate.models import build_model, num_params
 from surrogate.run import RunError, load_run
@@ -369,3 +370,81 @@ def test_torchrun_two_processes(stores, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_run(lazy).metrics["data_mode"]["mode"] == "lazy"
     assert_same_state(checkpoint_weights(lazy), checkpoint_weights(out))
+
+
+def test_model_pt_alone_rebuilds_the_model(stores, tmp_path):
+    out = train(tiny_config(stores, tmp_path / "run", epochs=1), progress=False)
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert set(saved) == {"kind", "config", "state_dict", "layout"}
+    model = build_model(saved["kind"], saved["config"], layout=SynapseLayout.from_dict(saved["layout"]))
+    model.load_state_dict(saved["state_dict"])
+    x = torch.randn(2, 40, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), load_run(out).model(x), rtol=0, atol=0)
+        torch.testing.assert_close(rundir.load_model(out / "model.pt")(x), model(x), rtol=0, atol=0)
+    assert model.layout == load_run(out).layout == store_layout(dataset.NeuronIOStore(stores[0]))
+
+
+def test_a_run_written_with_bare_weights_still_loads_by_position(stores, tmp_path):
+    out = train(tiny_config(stores, tmp_path / "run", epochs=1), progress=False)
+    new = load_run(out)
+    torch.save(torch.load(out / "model.pt", weights_only=True)["state_dict"], out / "model.pt")  # the old layout
+    old = load_run(out)
+    assert old.layout is None and new.layout is not None
+    x = torch.randn(1, 30, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(old.model(x), new.model(x), rtol=0, atol=0)
+    with pytest.raises(RunError, match="bare weights"):
+        rundir.load_model(out / "model.pt")
+
+
+def test_resuming_on_a_store_whose_synapses_were_reordered_maps_them(stores, tmp_path):
+    """A cut run resumed after its training store was rewritten with shuffled synapses ends as if uncut."""
+    straight = train(tiny_config(stores, tmp_path / "straight"), progress=False)
+    store = fake_store(tmp_path / "train.zarr", n_sims=4, n_time=900, seed=0)
+    cut = tiny_config(stores, tmp_path / "cut", train=str(store), max_wall_s=1e-9)
+    train(cut, progress=False)
+    perm = np.random.default_rng(3).permutation(16)
+    shuffled = fake_dataset(n_sims=4, n_time=900, seed=0).isel(synapse=perm).assign_coords(synapse=np.arange(16))
+    dataset.write_store(shuffled, store, overwrite=True)
+    train(dataclasses.replace(cut, max_wall_s=None), resume=True, progress=False)
+    assert_same_state(checkpoint_weights(tmp_path / "cut"), checkpoint_weights(straight))
+
+
+def test_a_validation_store_in_another_order_gives_the_same_metrics(stores, tmp_path):
+    usual = train(tiny_config(stores, tmp_path / "usual", epochs=1), progress=False)
+    perm = np.random.default_rng(4).permutation(16)
+    shuffled = fake_dataset(n_sims=2, n_time=900, seed=1).isel(synapse=perm).assign_coords(synapse=np.arange(16))
+    valid = dataset.write_store(shuffled, tmp_path / "valid.zarr")
+    other = train(tiny_config(stores, tmp_path / "other", epochs=1, valid=str(valid)), progress=False)
+    assert load_run(other).history[-1]["valid_loss"] == load_run(usual).history[-1]["valid_loss"]
+    renamed = fake_dataset(n_sims=2, n_time=900, seed=1)
+    renamed = renamed.assign_coords(synapse_segment=("synapse", [f"x{i}" for i in range(16)]))
+    with pytest.raises(StoreError, match=r"validation store .*lacks 16 of the run's 16 channels, e.g. sec0"):
+        train(tiny_config(stores, tmp_path / "bad", valid=str(dataset.write_store(renamed, tmp_path / "r.zarr"))),
+              progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_train_config_is_frozen_type_checked_and_has_no_empty_paths(stores, tmp_path):
+    cfg = TrainConfig()
+    assert (cfg.train, cfg.valid, cfg.out) == (None, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3
+    with pytest.raises(ConfigError, match=r"TrainConfig.epochs must be a whole number, not str '3'"):
+        TrainConfig(epochs="3")
+    with pytest.raises(ConfigError, match=r"TrainConfig.lr must be a number"):
+        TrainConfig.from_dict({"lr": "fast"})
+    with pytest.raises(ConfigError, match=r"no train path given"):
+        train(TrainConfig(valid=str(stores[1]), out=str(tmp_path / "run")), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_too_large_for_the_memory_is_refused_before_anything_is_written(stores, tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: 100_000)
+    with pytest.raises(ConfigError, match=r"a batch of 1,000 windows × 300 ms × 16 synapses needs at least "
+                                          r"24.0 MB, more than the 100.0 kB this process may use; lower --batch-size"):
+        train(tiny_config(stores, tmp_path / "run", batch_size=1000), progress=False)
+    with pytest.raises(ConfigError, match=r"a batch of 2 simulations × 900 ms .* lower --valid-batch-size"):
+        train(tiny_config(stores, tmp_path / "run", batch_size=1), progress=False)  # 2 × 900 × 16 × 5 > 100 kB
+    assert not (tmp_path / "run").exists()
