@@ -341,8 +341,8 @@ std::vector<torch::Tensor> recurrence_backward(torch::Tensor grad_memory, torch:
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  // The kernels touch no Python object, so they run without the GIL: a thread that reads the next training
-  // batch from disk meanwhile is not held up.
+  // The kernels touch no Python object, so they run without the GIL: other Python threads (a data reader, a
+  // notebook) keep running meanwhile.
   const auto nogil = py::call_guard<py::gil_scoped_release>();
   m.def("recurrence_forward", &recurrence_forward, nogil);
   m.def("recurrence_backward", &recurrence_backward, nogil);
