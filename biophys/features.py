@@ -2,7 +2,8 @@
 
 Spike features are those of eFEL, the Blue Brain Project's electrophysiology feature extraction library (names
 and definitions are eFEL's); the published ranges they are compared with are Hay et al. (2011)'s, see
-:mod:`biophys.protocols`. Spike trains are matched as everywhere in the project (:func:`conventions.spikes.match_spikes`).
+:mod:`biophys.protocols`. Spike trains are matched as everywhere in the project
+(:func:`conventions.spikes.match_spikes`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Physiology protocols of Hay et al. (2011) on the L5PC, run through :class:`biophys.simulator.CellSimulator`.
 
 Protocols (every number in :class:`ValidationConfig`): resting potential and somatic input resistance (a small
-hyperpolarising step), firing under long somatic current steps (eFEL spike features, compared with the published
-means ± SD of the experimental features of Hay et al. 2011), back-propagating AP amplitude along the apical trunk (a brief strong
-somatic pulse), and BAC firing (a somatic spike plus a distal EPSC-shaped current → dendritic Ca spike and
+hyperpolarising step), firing under long somatic current steps (eFEL spike features, compared with the
+published means ± SD of the experimental features of Hay et al. 2011), back-propagating AP amplitude along the
+apical trunk (a brief strong somatic pulse), and BAC firing (a somatic spike plus a distal EPSC-shaped current → dendritic Ca spike and
 somatic burst, while either input alone does not; Larkum et al. 1999). All run in one cell; each protocol
 removes the probes it added. Features are in :mod:`biophys.features`.
 """

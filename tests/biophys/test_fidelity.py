@@ -1,4 +1,5 @@
-"""Our L5PC on cell1.asc against the original Hay et al. (2011) model's reference traces (shared/data/reference_traces).
+"""Our L5PC on cell1.asc against the original Hay et al. (2011) model's reference traces (the
+project's test data, reference_traces/).
 
 Two end-to-end checks, about 85 CPU-s together: the ``simulate`` command on the original NeuronIO pickle
 (2 × 1.5 s of NMDA-synapse input, run in a subprocess exactly as a user would) and all three somatic current
@@ -54,7 +55,7 @@ def biophys_cli() -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference_neuronio(shared_data):
-    """The original pickle's simulations (list of dicts; see specs/neuronio.md)."""
+    """The original pickle's simulations (list of dicts; layout in biophys.neuronio_format)."""
     with open(shared_data / "reference_traces" / "original_l5pc_neuronio_seed77.p", "rb") as handle:
         return pickle.load(handle, encoding="latin1")["Results"]["listOfSingleSimulationDicts"]
 

@@ -1,5 +1,5 @@
 """The L5PC biophysics: JSON validation and distribution rules (pure), then the full cell in NEURON on cell1.asc
-against the facts of specs/l5pc.md and the original model's reference traces."""
+against the facts of Hay et al. (2011) and the original model's reference traces."""
 
 import copy
 import json
@@ -93,7 +93,7 @@ def test_synthetic_l5pc_builds_and_rests(monkeypatch, tmp_path):
     from biophys.mechanisms.build import load_mechanisms
 
     # The cache variable also locates the compiled mechanisms: load them from the real cache first, so that
-    # only the morphology lookup sees the empty cache (no cached cell1.asc: the synthetic cell is used).
+    # only the morphology lookup sees the empty cache (the default is the synthetic cell whatever it holds).
     load_mechanisms()
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with CellSimulator(CellConfig(), SimConfig()) as sim:

@@ -27,7 +27,7 @@ QT = 2.3 ** ((34 - 21) / 10)
 VOLTAGES = np.array([-95.0, -80.0, -65.0, -50.0, -35.0, -20.0, 0.0, 25.0])
 
 
-# ----- float64 reference kinetics, written from specs/l5pc.md -------------------------------------------------
+# ----- float64 reference kinetics, written from Hay et al. 2011 -----------------------------------------------
 
 def _unsingular(v, v_singular):
     """The spec's rule: where a rate is 0/0, evaluate it 1e-4 mV higher."""
