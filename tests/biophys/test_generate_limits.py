@@ -149,14 +149,16 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_sigkill_of_generate_leaves_no_worker_behind(tmp_path):
+@pytest.mark.parametrize("backend", ["local", "dask"])
+def test_sigkill_of_generate_leaves_no_worker_behind(tmp_path, backend):
     script = tmp_path / "cli.py"
     script.write_text(_KILL_CLI)
     tests = REPO / "tests"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, tests, tests / "biophys")))}
     proc = subprocess.Popen([sys.executable, str(script), "generate", "--out", str(tmp_path / "k.zarr"),
                              "--cell", "ball-and-stick", "--n-sims", "40", "--duration-ms", "100",
-                             "--sims-per-task", "1", "--workers", "2", "--force-workers", "--no-progress"],
+                             "--sims-per-task", "1", "--workers", "2", "--force-workers", "--no-progress",
+                             "--backend", backend],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
