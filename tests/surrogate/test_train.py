@@ -448,3 +448,16 @@ def test_a_batch_too_large_for_the_memory_is_refused_before_anything_is_written(
     with pytest.raises(ConfigError, match=r"a batch of 2 simulations × 900 ms .* lower --valid-batch-size"):
         train(tiny_config(stores, tmp_path / "run", batch_size=1), progress=False)  # 2 × 900 × 16 × 5 > 100 kB
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_without_a_layout_resumes_by_position(stores, tmp_path):
+    straight = train(tiny_config(stores, tmp_path / "straight"), progress=False)
+    cut = tiny_config(stores, tmp_path / "cut", max_wall_s=1e-9)
+    train(cut, progress=False)
+    path = tmp_path / "cut" / "checkpoint.pt"
+    old = torch.load(path, weights_only=True)
+    del old["layout"]  # as written before layouts were recorded
+    torch.save(old, path)
+    train(dataclasses.replace(cut, max_wall_s=None), resume=True, progress=False)
+    assert_same_state(checkpoint_weights(tmp_path / "cut"), checkpoint_weights(straight))
+    assert load_run(tmp_path / "cut").layout is None
