@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from conventions.configkeys import check_field_types
 from conventions.layout import SynapseLayout
 from surrogate.elm_fused import DELTA_M_AMPLITUDE, DELTA_M_SLOPE, exp_filter, input_projection, memory_recurrence
 from surrogate.routing import layout_interleaving, neuronio_routing, random_routing
@@ -64,6 +65,7 @@ class ELMConfig:
     dt_ms: float = 1.0  # time step
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.mlp_hidden is None:
             self.mlp_hidden = 2 * self.d_memory
         for name in ("n_inputs", "n_outputs", "d_memory", "mlp_hidden", "mlp_layers"):

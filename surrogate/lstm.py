@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from conventions.configkeys import check_field_types
+
 
 @dataclass
 class LSTMConfig:
@@ -18,6 +20,7 @@ class LSTMConfig:
     dropout: float = 0.0  # dropout between stacked layers (fraction)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("n_inputs", "n_outputs", "hidden", "n_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from conventions.configkeys import check_field_types
+
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 # Named configurations: "small" (~52k parameters, the dataclass defaults); "large" is Beniaguev et al.'s best
@@ -35,6 +37,7 @@ class TCNConfig:
     batchnorm: bool = True  # BatchNorm1d between each conv and its activation
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name in ("n_inputs", "n_layers", "channels", "first_kernel", "kernel", "dilation_base"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -65,3 +65,13 @@ def test_forward_and_backward_stay_on_the_model_device(kind):
     y.sum().backward()
     assert y.device.type == "meta" and y.shape == (2, 30, 2)
     assert all(p.grad is not None and p.grad.device.type == "meta" for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("kind, config, message", [
+    ("elm", {"d_memory": "3"}, r"ELMConfig.d_memory must be a whole number, not str '3'"),
+    ("tcn", {"batchnorm": "no"}, r"TCNConfig.batchnorm must be true or false, not str 'no'"),
+    ("lstm", {"dropout": "0.1"}, r"LSTMConfig.dropout must be a number, not str '0.1'"),
+])
+def test_model_config_types_are_checked_by_key(kind, config, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(kind, config, n_inputs=8)
