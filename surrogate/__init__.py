@@ -14,5 +14,5 @@ Imports go one way: :mod:`conventions` and :mod:`biophys.dataset` (the store rea
   :mod:`surrogate.ddp` (torchrun), :mod:`surrogate.train` (the loop);
 - run directories: :mod:`surrogate.run` (files, ``model.pt``, ``load_run``), :mod:`surrogate.checkpoint`
   (``checkpoint.pt``, resume checks, Ctrl-C);
-- :mod:`surrogate.__main__`: the ``python -m surrogate`` command line.
+- :mod:`surrogate.cli`: every subcommand's argument parsing (``python -m surrogate``).
 """

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fakes import fake_store
-from surrogate.__main__ import build_parser, main
+from surrogate.cli import build_parser, main
 from surrogate.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
