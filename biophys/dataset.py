@@ -52,7 +52,8 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from biophys.storefiles import MANIFEST, describe, fixed_width_strings, manifest_problems, replace_store
+from biophys.storefiles import (MANIFEST, describe, fixed_width_strings, manifest_problems, replace_store,
+                                undecodable_as, verified_store)
 from conventions.signals import DT_MS, spike_bins
 
 SCHEMA_VERSION = 1
@@ -217,7 +218,7 @@ def validate_dataset(ds: xr.Dataset) -> None:
 
 def open_dataset(path: str | Path) -> xr.Dataset:
     """Open a store lazily and validate its schema; files missing from or changed in size since its manifest
-    (when it has one) are refused before any is read.
+    (when it has one) are refused before any is read, a file changed in content when it is read.
 
     Raises:
         StoreError: missing path, not a Zarr store, damaged files, or schema violations (message names the
@@ -235,7 +236,7 @@ def open_dataset(path: str | Path) -> xr.Dataset:
     try:
         root = json.loads((path / "zarr.json").read_text())
         consolidated = isinstance(root, dict) and root.get("consolidated_metadata") is not None
-        ds = xr.open_zarr(path, zarr_format=3, consolidated=consolidated)
+        ds = xr.open_zarr(verified_store(path, StoreError), zarr_format=3, consolidated=consolidated)
     except Exception as exc:  # zarr/xarray raise many types for corrupt metadata
         raise StoreError(f"cannot open {path} as a NeuronIO store: {exc}") from exc
     try:
@@ -291,11 +292,8 @@ class NeuronIOStore:
 
     def load(self) -> "NeuronIOStore":
         """Pull every variable into memory (returns self); a chunk that cannot be decoded is a StoreError."""
-        try:
+        with undecodable_as(StoreError, self.path):
             self.ds = self.ds.load()
-        except Exception as exc:  # codecs and stores raise many types for damaged chunks
-            raise StoreError(f"{self.path}: data cannot be decoded ({type(exc).__name__}: {' '.join(str(exc).split())});"
-                             f" `python -m biophys inspect {self.path}` names the damaged chunk") from exc
         return self
 
     def input_spikes(self, sim: int, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -311,7 +309,8 @@ class NeuronIOStore:
         try:
             array = self._input_spikes_array
         except AttributeError:
-            array = self._input_spikes_array = zarr.open_group(self.path, mode="r")["input_spikes"]
+            group = zarr.open_group(verified_store(self.path, StoreError), mode="r")
+            array = self._input_spikes_array = group["input_spikes"]
         return array[sim, start:stop]
 
     def soma_voltage(self, sim: int, start: int = 0, stop: int | None = None) -> np.ndarray:

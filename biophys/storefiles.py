@@ -8,7 +8,9 @@ so a store is either complete (manifest included) or absent.
 the rename that makes a store appear, so a manifest always describes a complete store. Readers compare sizes
 and presence when they open a store (:func:`manifest_problems`, cheap: one ``stat`` per file), ``inspect`` and
 the resume check of ``generate`` also the checksums (``content=True``: reads every byte, decodes nothing).
-Stores made before manifests were written have none and are checked by decoding instead.
+Readers open a store with a manifest through :func:`verified_store`, which checks every file it reads against
+its checksum, so a chunk changed in place (same size) is refused when read, never decoded silently. Stores made
+before manifests were written have none and are checked by decoding instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable
 
 import xarray as xr
 from zarr.errors import UnstableSpecificationWarning
+from zarr.storage import LocalStore
 
 from conventions.atomic import temporary_sibling, write_text_atomic
 
@@ -54,6 +57,56 @@ def write_manifest(store: str | Path) -> Path:
              for p in sorted(store.rglob("*")) if p.is_file() and p != manifest_path(store)}
     return write_text_atomic(manifest_path(store),
                              json.dumps({"algorithm": ALGORITHM, "files": files}, indent=0, sort_keys=True) + "\n")
+
+
+class VerifiedStore(LocalStore):
+    """A read-only local Zarr store that checks every file it reads whole against its manifest checksum.
+
+    Args:
+        root: the store's directory.
+        digests: relative path → blake2b hex, as :func:`write_manifest` records them.
+        error: the exception raised for a file whose content differs (called with a one-line message).
+    """
+
+    def __init__(self, root: str | Path, digests: dict[str, str], error: type[Exception] = ValueError):
+        super().__init__(root, read_only=True)
+        self.digests, self.error = digests, error
+
+    def with_read_only(self, read_only: bool = False) -> "VerifiedStore":
+        if not read_only:
+            raise ValueError("a VerifiedStore is read-only")
+        return self
+
+    async def get(self, key, prototype=None, byte_range=None):
+        buffer = await super().get(key, prototype, byte_range)
+        expected = self.digests.get(key)
+        if buffer is not None and byte_range is None and expected is not None:
+            if hashlib.blake2b(buffer.as_numpy_array(), digest_size=16).hexdigest() != expected:
+                raise self.error(f"{self.root}: {key} differs from its checksum in {MANIFEST} (the store is "
+                                 "damaged); regenerate or restore it")
+        return buffer
+
+
+@contextlib.contextmanager
+def undecodable_as(error: type[Exception], store: str | Path):
+    """Turn an exception raised while chunks of ``store`` are read or decoded (codecs raise many types) into
+    ``error``, with a one-line message that says how to find the damaged chunk."""
+    try:
+        yield
+    except error:
+        raise
+    except Exception as exc:
+        raise error(f"{store}: data cannot be decoded ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                    f"`python -m biophys inspect {store}` names the damaged chunk") from exc
+
+
+def verified_store(store: str | Path, error: type[Exception] = ValueError) -> Path | VerifiedStore:
+    """What to open ``store`` through: a :class:`VerifiedStore` when it has a readable manifest, else its path."""
+    try:
+        files = json.loads(manifest_path(store).read_text())["files"]
+        return VerifiedStore(store, {name: str(entry["blake2b"]) for name, entry in files.items()}, error)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return Path(store)
 
 
 def manifest_problems(store: str | Path, content: bool = False) -> list[str] | None:

@@ -94,3 +94,20 @@ def test_plain_xarray_opens_without_warning_and_strings_are_numpy(tmp_path):
     back = dataset.open_dataset(store).load()
     xr.testing.assert_identical(back, ds)
     xr.testing.assert_identical(plain.load(), back)
+
+
+def test_same_size_corruption_is_refused_when_read(tmp_path):
+    store = fake_store(tmp_path / "s.zarr", n_sims=4, n_time=300, n_segments=3)
+    for name, index in (("soma_voltage", (1, 0)), ("input_spikes", (1, 0, 0))):
+        path = chunk(store, name, index)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF   # still decodes (zstd keeps no checksum), to different values
+        path.write_bytes(bytes(data))
+    reader = dataset.NeuronIOStore(store)
+    assert reader.soma_voltage(0).shape == (300,)
+    with pytest.raises(dataset.StoreError, match=r"soma_voltage/c/1/0 differs from its checksum"):
+        reader.soma_voltage(1)
+    with pytest.raises(dataset.StoreError, match=r"input_spikes/c/1/0/0 differs from its checksum"):
+        reader.read_input_spikes(1, 0, 100)
+    with pytest.raises(dataset.StoreError, match=r"differs from its checksum"):
+        reader.load()
