@@ -299,7 +299,3 @@ class WindowSampler:
     def batch(self) -> Batch:
         """The next batch of windows (CPU tensors)."""
         return self.windows(*self.draw())
-
-    def __iter__(self):
-        while True:
-            yield self.batch()

@@ -27,7 +27,7 @@ from torch import nn
 
 from conventions.atomic import replace_atomically
 from conventions.layout import LayoutError, SynapseLayout
-from surrogate.models import build_model
+from surrogate.models import build_model, model_from_dict
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -143,7 +143,7 @@ def load_model(path: str | Path) -> nn.Module:
         raise RunError(f"{path} holds bare weights (written before model.pt described its model); "
                        f"read it with load_run on its run directory")
     try:
-        model = build_model(saved["kind"], saved["config"], layout=saved["layout"])
+        model = model_from_dict(saved, saved["layout"])
         model.load_state_dict(saved["state_dict"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise RunError(f"{path} does not describe a valid model: {exc}") from None
