@@ -27,7 +27,8 @@ import pandas as pd
 from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from biophys import dataset
 from conventions.signals import BURN_IN_MS
-from surrogate.train import TrainConfig, train
+from surrogate.config import TrainConfig
+from surrogate.train import train
 
 #: τ_max values (ms) of the timescale sweep; τ_min stays at the ELM default of 1 ms.
 TAU_MAX_MS = (2.0, 5.0, 10.0, 25.0, 50.0, 150.0)

@@ -12,7 +12,7 @@ from analysis import ablation
 from biophys.dataset import NeuronIOStore
 from conventions.signals import spike_bins
 from surrogate.models import build_model
-from surrogate.train import ConfigError, TrainConfig
+from surrogate.config import ConfigError, TrainConfig
 
 TINY = {"model": "branch-elm", "epochs": 1, "batches_per_epoch": 3, "batch_size": 2, "window_ms": 200,
         "burn_in_ms": 50, "threads": 1, "device": "cpu",

@@ -224,7 +224,8 @@ def test_an_exact_model_gets_the_best_possible_scores(tmp_path, stores):
 
 @pytest.mark.slow
 def test_report_on_runs_written_by_the_trainer(tmp_path):
-    from surrogate.train import TrainConfig, train
+    from surrogate.config import TrainConfig
+    from surrogate.train import train
 
     data = {name: fake_store(tmp_path / f"{name}.zarr", n_sims=3, n_time=1200, seed=seed)
             for name, seed in (("train", 1), ("valid", 2), ("test", 3))}
