@@ -4,7 +4,7 @@ Two standard sweeps:
 - timescale: the upper bound τ_max of the ELM's memory time constants (the paper: τ_max must reach ~25 ms);
 - dendritic: Branch-ELM with neighbour-preserving ("neuronio") routing vs. random routing vs. no branches.
 
-A variant is a dict of :class:`surrogate.train.TrainConfig` fields overriding the base config; its
+A variant is a dict of :class:`surrogate.config.TrainConfig` fields overriding the base config; its
 ``model_config`` is merged key by key into the base's. Each variant trains into ``out_dir/<name>``; a variant
 whose run directory exists is resumed (a finished run is only re-scored, and a run made under another config is
 refused by :func:`surrogate.train.train`), so an interrupted sweep continues where it stopped.
