@@ -13,6 +13,9 @@ from biophys.morphology import morphology_spec
 from conventions.configkeys import check_field_types, field_names, refuse_unknown_keys
 from conventions.signals import DT_MS
 
+#: Integration engines (see :mod:`biophys.engine`).
+ENGINES = ("neuron", "coreneuron")
+
 
 @dataclass
 class CellConfig:
@@ -60,6 +63,8 @@ class SimConfig:
         cvode_atol: absolute tolerance for "cvode".
         spike_threshold_mV: output spikes are local maxima of the 8 kHz somatic trace above this.
         record_dendrites: also record every dendritic segment's voltage at 1 ms.
+        engine: "neuron" (NEURON's integrator, the reference) or "coreneuron" (CoreNEURON with its tuned
+            mechanism library; "fixed" only, elsewhere NEURON runs instead, saying so); see :mod:`biophys.engine`.
     """
 
     dt_ms: float = 0.025
@@ -70,9 +75,12 @@ class SimConfig:
     cvode_atol: float = 1e-3
     spike_threshold_mV: float = -25.0
     record_dendrites: bool = False
+    engine: str = "neuron"
 
     def __post_init__(self):
         check_field_types(self)
+        if self.engine not in ENGINES:
+            raise ValueError(f"SimConfig.engine must be one of {ENGINES}, got {self.engine!r}")
         if self.method not in ("fixed", "cvode"):
             raise ValueError(f"SimConfig.method must be 'fixed' or 'cvode', got {self.method!r}")
         if self.secondorder not in (0, 1, 2):

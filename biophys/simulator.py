@@ -11,7 +11,8 @@ which a new CellSimulator can be built in the same process. NEURON failures are 
 (:class:`biophys.stimuli.Attachments`).
 
 Input events: a spike in bin k (or at time t) is delivered to its synapse's NetCon at t = k ms, queued with
-``NetCon.event`` after ``finitialize``, so a spike at t = 0 releases like any other.
+``NetCon.event`` after ``finitialize``, so a spike at t = 0 releases like any other. ``SimConfig.engine`` picks
+who integrates (:mod:`biophys.engine`); the model and its recordings are the same for both.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from biophys import l5pc, morphology, morphology_io, synapses
+from biophys import engine, l5pc, morphology, morphology_io, synapses
 from biophys.config import CellConfig, SimConfig
 from biophys.inputs import spike_matrix_to_times
 from biophys.recordings import Probe, SimResult, detect_spikes, recording
@@ -196,12 +197,16 @@ class CellSimulator:
     def _make_recordings(self, h) -> None:
         self._soma = Probe("soma", h, self.segment("soma")._ref_v)
         self._recordings["t"] = recording(h, h._ref_t, None)
+
+    def _record_per_ms(self, h, every_step: bool) -> None:
+        """(Re)make the 1 ms recordings (nexus, dendrites if asked) for the next run: at 1 ms intervals, or at
+        every step for an engine that records only those (:func:`biophys.engine.records_every_step`)."""
+        interval = None if every_step else DT_MS
+        self._recordings.pop("nexus", None)
         if self.morphology.nexus is not None:
-            self._recordings["nexus"] = recording(h, self.segment("nexus")._ref_v, DT_MS)
-        if self.sim.record_dendrites:
-            for row in self._dendritic.itertuples(index=False):
-                seg = self._sections[row.section](row.x)
-                self._dend_vectors.append(recording(h, seg._ref_v, DT_MS))
+            self._recordings["nexus"] = recording(h, self.segment("nexus")._ref_v, interval)
+        self._dend_vectors = [recording(h, self._sections[row.section](row.x)._ref_v, interval)
+                              for row in self._dendritic.itertuples(index=False)] if self.sim.record_dendrites else []
 
     def section(self, name: str):
         """The NEURON section called ``name`` (e.g. "apic[36]")."""
@@ -255,33 +260,22 @@ class CellSimulator:
             if t.size and (t.min() < 0 or t.max() >= duration_ms or not np.all(np.isfinite(t))):
                 raise ValueError(f"synapse {i}: spike times must lie in [0, {duration_ms}) ms")
         h = _h()
+        integrator = engine.choose(self.sim)
+        every_step = engine.records_every_step(integrator)
         attached: list[Attached] = []
         try:
             attached.extend(self.attached.add_stimulus(stimulus) for stimulus in stimuli)
-            self._configure(h)
+            engine.prepare(h, self.sim, integrator, self._netcons)
+            self._record_per_ms(h, every_step)
             h.finitialize(self.sim.v_init_mV)
-            for nc, t in zip(self._netcons, times):
-                for event in np.sort(t):
-                    nc.event(float(event))
-            if self.sim.method == "cvode":
-                h.cvode.re_init()
-            h.continuerun(float(duration_ms))
+            engine.queue_events(self._netcons, times)
+            engine.advance(h, self.sim, integrator, float(duration_ms))
         except RuntimeError as exc:
-            raise SimulationError(f"NEURON failed during the run: {exc}") from exc
+            raise SimulationError(f"{integrator} failed during the run: {exc}") from exc
         finally:
             for stimulus in attached:
                 self.attached.remove_stimulus(stimulus)
-        return self._collect(duration_ms)
-
-    def _configure(self, h) -> None:
-        h.celsius = self.sim.celsius_degC
-        h.secondorder = self.sim.secondorder
-        h.cvode.active(1 if self.sim.method == "cvode" else 0)
-        if self.sim.method == "cvode":
-            h.cvode.atol(self.sim.cvode_atol)
-        else:
-            h.dt = self.sim.dt_ms
-            h.steps_per_ms = 1.0 / self.sim.dt_ms
+        return self._collect(duration_ms, round(DT_MS / self.sim.dt_ms) if every_step else 1)
 
     def _hires(self, probe: Probe, duration_ms: int) -> np.ndarray:
         """float32 [8·duration_ms]: a probe's voltage at t = 0, 0.125, ..., duration_ms − 0.125 ms of the last
@@ -299,15 +293,16 @@ class CellSimulator:
                                   f"expected {duration_ms} ms")
         return np.interp(np.arange(n) * HIRES_DT_MS, t, values).astype(np.float32)
 
-    def _collect(self, duration_ms: int) -> SimResult:
+    def _collect(self, duration_ms: int, every: int) -> SimResult:
+        """The last run's result; the 1 ms recordings hold a sample every ``every`` recorded ones."""
         per_ms = int(round(DT_MS / HIRES_DT_MS))
         soma_hi = self._hires(self._soma, duration_ms)
         nexus = None
         if "nexus" in self._recordings:
-            nexus = _first(self._recordings["nexus"], duration_ms, "nexus").astype(np.float32)
+            nexus = _first(self._recordings["nexus"], duration_ms, "nexus", every).astype(np.float32)
         dend = None
         if self._dend_vectors:
-            dend = np.stack([_first(v, duration_ms, "dendritic") for v in self._dend_vectors],
+            dend = np.stack([_first(v, duration_ms, "dendritic", every) for v in self._dend_vectors],
                             axis=1).astype(np.float16)
         return SimResult(
             soma_mV=soma_hi[::per_ms].copy(),
@@ -318,14 +313,16 @@ class CellSimulator:
         )
 
     def provenance(self) -> dict:
-        """JSON-serialisable: cell and sim configs, morphology origin (path + sha256, or generator version),
-        biophysics JSON path + sha256, mechanism hash, NEURON version, segment and synapse counts."""
+        """JSON-serialisable: cell and sim configs, the engine that integrates (``sim.engine`` or its NEURON
+        fallback), morphology origin (path + sha256, or generator version), biophysics JSON path + sha256,
+        mechanism hash, NEURON version, segment and synapse counts."""
         from biophys.mechanisms.build import neuron_version
 
         counts = self.segments.groupby("region").size()
         return {
             "cell": dataclasses.asdict(self.cell),
             "sim": dataclasses.asdict(self.sim),
+            "engine": engine.choose(self.sim),
             "morphology": dict(self.morphology.provenance),
             "nexus": list(self.morphology.nexus) if self.morphology.nexus else None,
             "biophysics": {"path": self.biophysics.path, "sha256": self.biophysics.sha256},
@@ -339,9 +336,9 @@ class CellSimulator:
         }
 
 
-def _first(vector, n: int, what: str) -> np.ndarray:
-    """The first ``n`` samples of a recording Vector, copied to NumPy (float64)."""
-    values = vector.as_numpy()
+def _first(vector, n: int, what: str, every: int = 1) -> np.ndarray:
+    """The first ``n`` of every ``every``-th sample of a recording Vector, copied to NumPy (float64)."""
+    values = vector.as_numpy()[::every]
     if values.size < n:
         raise SimulationError(f"recorded {values.size} {what} samples, expected {n}")
     return values[:n].copy()

@@ -1,12 +1,16 @@
 """Compile the project's NMODL mechanisms once into a hash-keyed cache and load them once per process.
 
 The cache holds one directory per source hash, ``<cache>/<sha256>/``, containing the architecture folder that
-``nrnivmodl`` makes (``x86_64/`` on Intel Linux) with ``libnrnmech.so`` in it. Compilation happens in a
-temporary directory inside the cache and is renamed into place under an ``fcntl`` lock, so concurrent
-processes never see a half-built library and never compile the same hash twice. NEURON itself is imported
-only through :func:`neuron_h`.
+``nrnivmodl`` makes (``x86_64/`` on Intel Linux) with ``libnrnmech.so`` in it: NEURON's library, built with
+NEURON's own flags, which every simulation loads. CoreNEURON's build, ``<cache>/<sha256 over the same plus the
+build identity>/``, is made by ``nrnivmodl -coreneuron`` with the flags of :mod:`biophys.mechanisms.flags` and
+holds both ``libnrnmech.so`` and ``libcorenrnmech.so``; CoreNEURON runs load the latter through the
+``CORENEURONLIB`` environment variable (NEURON's documented way; ``nrn_load_dll`` does not reach CoreNEURON).
+Compilation happens in a temporary directory inside the cache and is renamed into place under an ``fcntl``
+lock, so concurrent processes never see a half-built library and never compile the same hash twice. NEURON
+itself is imported only through :func:`neuron_h`.
 
-Run ``python -m biophys.mechanisms.build`` to compile and print the cache directory.
+Run ``python -m biophys.mechanisms.build [--coreneuron]`` to compile and print the cache directory.
 """
 
 from __future__ import annotations
@@ -26,12 +30,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from biophys.mechanisms.flags import build_identity, coreneuron_flags
 from conventions.cache import cache_dir
 
 MECHANISM_DIR = Path(__file__).resolve().parent
 # Any mechanism defined here works as the probe; this one is present on every cell section.
 PROBE_MECHANISM = "NaTs2_t"
 _LIBRARY_STEM = "libnrnmech"
+_CORENEURON_STEM = "libcorenrnmech"
+#: The environment variable CoreNEURON's loader reads the path of its mechanism library from.
+CORENEURON_LIBRARY_ENV = "CORENEURONLIB"
 _NOCMODL_ERROR = re.compile(r"in file ([^\s/]+\.mod)")
 _COMPILER_ERROR = re.compile(r"([^\s/]+)\.cpp:\d+(?::\d+)?: (?:fatal )?error")
 
@@ -81,8 +89,9 @@ def default_cache_dir() -> Path:
     return cache_dir("mechanisms")
 
 
-def find_library(build_dir: Path) -> Path | None:
-    """The compiled mechanism library inside ``build_dir``, or None if there is none.
+def find_library(build_dir: Path, stem: str = _LIBRARY_STEM) -> Path | None:
+    """The compiled mechanism library inside ``build_dir`` (NEURON's, or CoreNEURON's with
+    ``stem="libcorenrnmech"``), or None if there is none.
 
     nrnivmodl names its output folder after the machine (``x86_64``, ``aarch64``, ``arm64``) and, depending on
     the NEURON version, puts the library directly in it or in its ``.libs`` subfolder; this machine's folder is
@@ -95,36 +104,62 @@ def find_library(build_dir: Path) -> Path | None:
     for arch_dir in arch_dirs:
         for folder in (arch_dir, arch_dir / ".libs"):
             for suffix in (".so", ".dylib"):
-                candidate = folder / f"{_LIBRARY_STEM}{suffix}"
+                candidate = folder / f"{stem}{suffix}"
                 if candidate.is_file():
                     return candidate
     return None
 
 
 def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = None) -> Path:
-    """Compile the mechanisms unless the cache already holds them; return ``<cache>/<hash>/``.
+    """Compile NEURON's mechanism library unless the cache already holds it; return ``<cache>/<hash>/``.
 
     The returned directory holds nrnivmodl's architecture folder (e.g. ``x86_64/libnrnmech.so``).
     Raises MechanismError, with nrnivmodl's output, if compilation fails.
     """
+    return _compile(cache_dir, source_dir, None)
+
+
+def compile_coreneuron(cache_dir: Path | None = None, source_dir: Path | None = None,
+                       flags: str | None = None) -> Path:
+    """Compile the CoreNEURON build (``libnrnmech`` and ``libcorenrnmech``, with ``flags``, default
+    :func:`biophys.mechanisms.flags.coreneuron_flags`) unless the cache holds it; return its directory, keyed
+    by :func:`coreneuron_hash`. Raises MechanismError, with nrnivmodl's output, if compilation fails."""
+    return _compile(cache_dir, source_dir, coreneuron_flags() if flags is None else flags)
+
+
+def coreneuron_hash(source_dir: Path | None = None, flags: str | None = None) -> str:
+    """sha256 (hex) over :func:`mechanism_hash` and the build identity (flags; the CPU for CPU-specific ones)."""
+    identity = build_identity(coreneuron_flags() if flags is None else flags)
+    return hashlib.sha256(f"{mechanism_hash(source_dir)}\0{identity}".encode()).hexdigest()
+
+
+def use_coreneuron(cache_dir: Path | None = None, source_dir: Path | None = None) -> Path:
+    """Compile the CoreNEURON build if needed and point ``CORENEURONLIB`` at its library; return the library."""
+    library = find_library(compile_coreneuron(cache_dir, source_dir), _CORENEURON_STEM)
+    os.environ[CORENEURON_LIBRARY_ENV] = str(library)
+    return library
+
+
+def _compile(cache_dir: Path | None, source_dir: Path | None, flags: str | None) -> Path:
+    """NEURON's build (``flags`` None) or CoreNEURON's with ``flags``, compiled once into the cache."""
     sources = mechanism_sources(source_dir)
     if not sources:
         raise MechanismError(f"no .mod files in {source_dir or MECHANISM_DIR}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    key = mechanism_hash(source_dir)
+    key = mechanism_hash(source_dir) if flags is None else coreneuron_hash(source_dir, flags)
     target = cache / key
-    if find_library(target) is not None:
+    if _complete(target, flags):
         return target
     with _exclusive_lock(cache / f".{key}.lock"):
         # Another process may have finished the same build while this one waited for the lock.
-        if find_library(target) is not None:
+        if _complete(target, flags):
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
         try:
             for source in sources:
                 shutil.copy2(source, staging / source.name)
-            _run_nrnivmodl(staging, sources)
+            _run_nrnivmodl(staging, sources, flags)
             # mkdtemp makes the folder private; give it the cache's own mode so a shared cache stays usable.
             staging.chmod(cache.stat().st_mode & 0o777)
             if target.exists():
@@ -135,6 +170,13 @@ def compile_mechanisms(cache_dir: Path | None = None, source_dir: Path | None = 
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _complete(build_dir: Path, flags: str | None) -> bool:
+    """Whether ``build_dir`` holds NEURON's library and, for a CoreNEURON build (``flags`` given), CoreNEURON's."""
+    if find_library(build_dir) is None:
+        return False
+    return flags is None or find_library(build_dir, _CORENEURON_STEM) is not None
 
 
 def neuron_h():
@@ -201,14 +243,15 @@ def _neuron_tool(name: str) -> Path:
     return Path(found)
 
 
-def _run_nrnivmodl(workdir: Path, sources: list[Path]) -> None:
-    """Run nrnivmodl in ``workdir`` (which holds copies of ``sources``); raise MechanismError on failure."""
-    nrnivmodl = _neuron_tool("nrnivmodl")
-    result = subprocess.run(
-        [str(nrnivmodl)], cwd=workdir, capture_output=True, text=True, check=False
-    )
+def _run_nrnivmodl(workdir: Path, sources: list[Path], flags: str | None = None) -> None:
+    """Run nrnivmodl in ``workdir`` (which holds copies of ``sources``), with ``-coreneuron -incflags flags``
+    when ``flags`` is given; raise MechanismError on failure."""
+    command = [str(_neuron_tool("nrnivmodl"))]
+    if flags is not None:
+        command += ["-coreneuron", "-incflags", flags]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     output = result.stdout + result.stderr
-    if result.returncode == 0 and find_library(workdir) is not None:
+    if result.returncode == 0 and _complete(workdir, flags):
         return
     named = ", ".join(_files_with_errors(output, sources) or [s.name for s in sources])
     raise MechanismError(
@@ -236,8 +279,9 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 
 
 def main() -> None:
-    """Compile (if needed) and print the cache directory holding the compiled mechanisms."""
-    print(compile_mechanisms())
+    """Compile (if needed) and print the cache directory holding the compiled mechanisms (``--coreneuron``:
+    the CoreNEURON build's)."""
+    print(compile_coreneuron() if "--coreneuron" in sys.argv[1:] else compile_mechanisms())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""Compiler flags of the CoreNEURON mechanism library, and the identity of the CPU a tuned build is tied to.
+
+The CoreNEURON library is compiled with :data:`TUNED_FLAGS` (``nrnivmodl -coreneuron -incflags``; the makefile's
+own ``-O2`` comes first, so these override it). ``-march=native`` makes the library use this CPU's widest vector
+instructions, so a tuned build is valid only on the CPU that made it: its cache key holds :func:`cpu_identity`,
+and a cache shared by the nodes of a cluster keeps one build per CPU type. Setting the environment variable
+:data:`PORTABLE_ENV` to 1 builds with :data:`PORTABLE_FLAGS` instead (same maths, baseline x86-64/arm64
+instructions), whose key holds only the machine architecture.
+
+Why these flags (measured on cell1 under NeuronIO input; ``benchmarks/sim_speed.py``): the gain comes from
+vectorising the mechanisms' rate functions, whose ``exp`` calls can only become SIMD calls into glibc's libmvec
+when the compiler may drop ``errno`` (``-fno-math-errno``) and glibc declares the vector variants, which its
+``math.h`` does only under ``__FAST_MATH__``. ``-ffast-math`` as a whole would also assume no NaN or infinity
+exists (``-ffinite-math-only``), removing the checks that let a diverging simulation show as NaN, and would let
+the compiler reassociate sums (``-fassociative-math``); neither is needed for the vectorisation.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+#: Environment variable: "1" builds the CoreNEURON library with :data:`PORTABLE_FLAGS` (no CPU-specific code).
+PORTABLE_ENV = "NEURONCOMPUTE_PORTABLE_MECHANISMS"
+#: Maths flags shared by both builds: libmvec's SIMD exp (declared under ``__FAST_MATH__``), no errno, no traps.
+_MATHS = "-O3 -fno-math-errno -fno-trapping-math -D__FAST_MATH__"
+TUNED_FLAGS = f"{_MATHS} -march=native"
+PORTABLE_FLAGS = _MATHS
+_CPUINFO = Path("/proc/cpuinfo")
+_CPU_KEYS = ("vendor_id", "cpu family", "model", "model name", "flags", "CPU implementer", "CPU part", "Features")
+
+
+def portable_requested() -> bool:
+    """Whether :data:`PORTABLE_ENV` asks for the portable build."""
+    return os.environ.get(PORTABLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def coreneuron_flags() -> str:
+    """The flags the CoreNEURON library is compiled with here: portable if asked for, else tuned."""
+    return PORTABLE_FLAGS if portable_requested() else TUNED_FLAGS
+
+
+def cpu_specific(flags: str) -> bool:
+    """Whether ``flags`` tie the build to the CPU that compiles it."""
+    return any(flag.startswith(("-march=native", "-mcpu=native", "-mtune=native")) for flag in flags.split())
+
+
+@functools.cache
+def cpu_identity() -> str:
+    """This CPU's type: the machine architecture plus a sha256 (16 hex digits) of the first processor's
+    vendor, family, model, model name and feature flags in /proc/cpuinfo (``platform.processor()`` where there
+    is none). Two nodes print the same identity exactly when ``-march=native`` means the same for both."""
+    lines = []
+    if _CPUINFO.is_file():
+        for line in _CPUINFO.read_text(errors="replace").splitlines():
+            if not line.strip():
+                if lines:
+                    break
+                continue
+            key, _, value = line.partition(":")
+            if key.strip() in _CPU_KEYS:
+                lines.append(f"{key.strip()}={' '.join(sorted(value.split())) if key.strip() in ('flags', 'Features') else value.strip()}")
+    if not lines:
+        lines.append(platform.processor())
+    return f"{platform.machine()}-{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:16]}"
+
+
+def build_identity(flags: str) -> str:
+    """What besides the sources decides a CoreNEURON build: the flags, and the CPU for CPU-specific flags (the
+    architecture otherwise)."""
+    target = cpu_identity() if cpu_specific(flags) else platform.machine()
+    return f"coreneuron flags={' '.join(flags.split())} target={target}"
