@@ -20,16 +20,18 @@ import torch
 
 from analysis import cost, metrics
 from biophys.dataset import NeuronIOStore, StoreError
+from conventions.layout import LayoutError, channel_index
 from conventions.scores import spike_auc
 from conventions.signals import BURN_IN_MS, spikes_in_bins
-from surrogate.data import NeuronIOArrays
+from surrogate.data import NeuronIOArrays, store_layout
 from surrogate.predict import model_channels, predict_store
 from surrogate.models import model_input_width, num_params
 from surrogate.run import Run, RunError, load_run
 
 TPR_FPRS = (0.0025, 0.01)
-#: metrics.json statuses of a run whose training ended (wall_budget: stopped by its time budget, resumable)
-FINAL_STATUSES = ("finished", "early_stopped", "wall_budget")
+#: metrics.json statuses of a run whose training ended (wall_budget: stopped by its time budget, resumable;
+#: imported: published weights trained elsewhere, see surrogate.import_published)
+FINAL_STATUSES = ("finished", "early_stopped", "wall_budget", "imported")
 
 
 class AnalysisError(ValueError):
@@ -107,32 +109,63 @@ def cell_identity(provenance: dict) -> dict | None:
     return identity
 
 
+def _store_cell(store: NeuronIOStore) -> str:
+    """The store's cell and morphology as its provenance names them, for messages."""
+    prov = store.provenance
+    cell = prov.get("cell") if isinstance(prov.get("cell"), dict) else {}
+    morphology = store.ds.attrs.get("morphology") or cell.get("morphology")
+    return f"cell {cell.get('name', 'unnamed')!r}" + (f", morphology {morphology!r}" if morphology else "")
+
+
+def check_synapses(run: Run, store: NeuronIOStore) -> str:
+    """Check that ``store`` holds the input channels of ``run``: by the synapse layout the run recorded (segment
+    and kind of each channel, whatever the store's order), else by count. Returns how they were matched.
+
+    Raises:
+        AnalysisError: one line naming a channel the store lacks (or holds besides), and the store's cell.
+    """
+    if run.layout is None:
+        width = model_input_width(run.model)
+        if width != store.n_synapses:
+            raise AnalysisError(f"run {run.path} expects {width} input synapses but store {store.path} has "
+                                f"{store.n_synapses}; evaluate on data from the same cell and synapse layout")
+        return "ok: by position (the run records no synapse layout)"
+    try:
+        channel_index(run.layout, store_layout(store))
+    except LayoutError as exc:
+        raise AnalysisError(f"run {run.path} cannot be scored on store {store.path} ({_store_cell(store)}): {exc}; "
+                            "the run was trained on another cell's synapses") from None
+    return f"ok: {run.layout.n_channels} channels mapped by segment and kind"
+
+
 def check_compatible(run: Run, store: NeuronIOStore) -> dict:
-    """Check that ``run`` can be scored on ``store``: input width and the simulated cell.
+    """Check that ``run`` can be scored on ``store``: its synapses (:func:`check_synapses`), then what else the
+    two record of the simulated cell (:func:`cell_identity`). The cell's name does not decide: the same synapses
+    under another name (an original NeuronIO import, "original-neuronio", beside the toolkit's "l5pc") are noted.
 
     Returns:
-        {"synapses": "ok", "cell": "ok" | "unverified: <why>"}.
+        {"synapses": "ok: …", "cell": "ok" | "ok: …, named … here" | "unverified: <why>"}.
     Raises:
-        AnalysisError: the synapse counts differ, or the training store's cell differs from this store's
-            (the message names the differing fields and both values).
+        AnalysisError: the store lacks the run's synapses, or the training store's cell record differs from this
+            store's in more than the name (the message names the differing fields and both values).
     """
-    width = model_input_width(run.model)
-    if width != store.n_synapses:
-        raise AnalysisError(f"run {run.path} expects {width} input synapses but store {store.path} has "
-                            f"{store.n_synapses}; evaluate on data from the same cell and synapse layout")
+    synapses = check_synapses(run, store)
     trained = cell_identity(run.data_provenance.get("train", {}))
     here = cell_identity(store.provenance)
     if trained is None or here is None:
         which = "the run's training data" if trained is None else f"store {store.path}"
-        return {"synapses": "ok", "cell": f"unverified: {which} records no cell provenance"}
+        return {"synapses": synapses, "cell": f"unverified: {which} records no cell provenance"}
     common = set(trained) & set(here)
     if not common:
-        return {"synapses": "ok", "cell": "unverified: the two cell records share no field"}
-    differing = sorted(k for k in common if trained[k] != here[k])
+        return {"synapses": synapses, "cell": "unverified: the two cell records share no field"}
+    differing = sorted(k for k in common if trained[k] != here[k] and k != "cell.name")
     if differing:
         details = "; ".join(f"{k}: trained on {trained[k]!r}, store has {here[k]!r}" for k in differing)
         raise AnalysisError(f"run {run.path} was trained on another cell than store {store.path} holds ({details})")
-    return {"synapses": "ok", "cell": "ok"}
+    if "cell.name" in common and trained["cell.name"] != here["cell.name"]:
+        return {"synapses": synapses, "cell": f"ok: the same synapses; the cell is named {trained['cell.name']!r} "
+                                              f"in the training data, {here['cell.name']!r} here"}
+    return {"synapses": synapses, "cell": "ok"}
 
 
 def check_layout(run: Run, data: NeuronIOArrays, store: NeuronIOStore) -> np.ndarray | None:
@@ -228,6 +261,8 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
         "macs_method": macs_method,
         "speed": speed,
         "compatibility": compatibility,
+        # the metrics published with an imported checkpoint, measured on the authors' own test data
+        "published": run.metrics.get("published"),
         # history gets two records for an epoch cut by the wall budget and resumed; the trainer counts exactly
         "epochs_trained": run.metrics.get("epochs_completed", len(run.history)),
     }

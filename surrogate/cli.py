@@ -1,4 +1,5 @@
-"""Command line: ``python -m surrogate train …`` (also under ``torchrun … -m surrogate train …``).
+"""Command line: ``python -m surrogate train …`` (also under ``torchrun … -m surrogate train …``) and
+``python -m surrogate import-elmneuron DIR --out RUN`` (:mod:`surrogate.import_published`).
 
 Settings come from, in increasing precedence: TrainConfig defaults, a run's saved config.json (with
 ``--resume``), a ``--config`` file (JSON or TOML, keys = TrainConfig fields), then the options given.
@@ -16,7 +17,9 @@ from pathlib import Path
 from biophys.dataset import StoreError
 from surrogate.checkpoint import RESUME_HINT
 from surrogate.config import DATA_MODES, ConfigError, TrainConfig
+from surrogate.import_published import REQUIRED_FILES, import_elmneuron
 from surrogate.models import MODEL_KINDS
+from surrogate.published import PublishedError
 from surrogate.run import CHECKPOINT_FILE, CONFIG_FILE, RunError
 from surrogate.train import TrainingError, TrainingInterrupted, train
 
@@ -102,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "simulation from disk when needed (for stores larger than RAM; same results); auto "
                         "(default): memory when the uncompressed data take at most a quarter of the RAM")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = commands.add_parser(
+        "import-elmneuron", help="a published ELM checkpoint (Spieler et al. 2023) as a run directory",
+        description="Read a checkpoint folder of the public ELM release (models/<name>/ in a clone of "
+                    "github.com/AaronSpieler/elmneuron: " + ", ".join(REQUIRED_FILES) + ", and train_config.json "
+                    "and model_stats.json when present) and write a run directory that `python -m analysis "
+                    "evaluate` and `report` score like any other, with the published metrics and the original "
+                    "NeuronIO input layout.",
+    )
+    p.add_argument("checkpoint", metavar="DIR", type=Path, help="the checkpoint folder, e.g. models/num_memory_20")
+    p.add_argument("--out", metavar="RUN", type=Path, required=True, help="run directory to create (absent or empty)")
     return parser
 
 
@@ -140,8 +153,20 @@ def _interrupted(out: str) -> str:
     return f"interrupted before {out} held a checkpoint; nothing to resume"
 
 
+def _import_command(args: argparse.Namespace) -> int:
+    try:
+        out = import_elmneuron(args.checkpoint, args.out)
+    except PublishedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import-elmneuron":
+        return _import_command(args)
     try:
         cfg = config_from_args(args)
         out = train(cfg, resume=args.resume, progress=not args.no_progress)

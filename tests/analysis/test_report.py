@@ -13,7 +13,8 @@ from analysis.__main__ import main
 from analysis.report import write_report
 from biophys.dataset import NeuronIOStore
 from conventions.layout import SynapseLayout
-from fakes import fake_store
+from biophys import dataset
+from fakes import fake_dataset, fake_store
 from surrogate.models import build_model, model_kind, num_params
 from surrogate.run import Run
 
@@ -124,11 +125,43 @@ def test_store_with_other_synapse_count_is_rejected(tmp_path, stores):
         ev.evaluate_run(run, other)
 
 
-def test_run_trained_on_another_cell_is_rejected(tmp_path, stores):
+def test_the_cells_name_alone_does_not_make_a_run_incompatible(tmp_path, stores):
     test, _ = stores
     run = make_run(tmp_path / "r", "tcn", test, cell={"name": "hay-l5pc"})
-    with pytest.raises(ev.AnalysisError, match="another cell.*cell.name: trained on 'hay-l5pc', store has 'fake-integrator'"):
-        ev.evaluate_run(run, test)
+    assert ev.evaluate_run(run, test)["compatibility"]["cell"] == ("ok: the same synapses; the cell is named "
+                                                                   "'hay-l5pc' in the training data, "
+                                                                   "'fake-integrator' here")
+
+
+def test_run_trained_on_another_cell_model_is_rejected(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "r", "tcn", test, cell={"name": "fake-integrator", "synapse_model": "ampa"})
+    store = tmp_path / "nmda.zarr"
+    ds = fake_dataset(n_sims=2, n_time=600)
+    ds.attrs["provenance"] = json.dumps({"cell": {"name": "other", "synapse_model": "ampa_nmda"}})
+    dataset.write_store(ds, store)
+    with pytest.raises(ev.AnalysisError, match="another cell.*cell.synapse_model: trained on 'ampa', store has "
+                                               "'ampa_nmda'"):
+        ev.evaluate_run(run, store)
+
+
+def test_a_store_lacking_the_runs_segments_is_refused_naming_one(tmp_path, stores):
+    test, _ = stores
+    run = make_run(tmp_path / "r", "branch-elm", test)
+    saved = torch.load(run / "model.pt", weights_only=True)
+    layout = SynapseLayout.from_dataset(NeuronIOStore(test).ds)
+    torch.save({"kind": "branch-elm", "config": json.loads((run / "config.json").read_text())["model_config"],
+                "state_dict": saved, "layout": layout.to_dict()}, run / "model.pt")
+    other = tmp_path / "other.zarr"
+    ds = fake_dataset(n_sims=2, n_time=600)
+    ds = ds.assign_coords(synapse_segment=("synapse", [f"apic[{i}](0.5)" for i in range(16)]))
+    dataset.write_store(ds, other)
+    with pytest.raises(ev.AnalysisError) as info:
+        ev.evaluate_run(run, other)
+    message = str(info.value)
+    assert "\n" not in message and "cell 'fake-integrator'" in message
+    assert "the store lacks 16 of the run's 16 channels, e.g. sec0(0.1667) exc" in message
+    assert ev.evaluate_run(run, test)["compatibility"]["synapses"] == "ok: 16 channels mapped by segment and kind"
 
 
 def test_cell_identity_ignores_paths_but_not_file_contents():
