@@ -28,16 +28,19 @@ def initial_tau_m_ms(model: ELM) -> np.ndarray:
 
 @torch.no_grad()
 def input_weights(model: ELM) -> np.ndarray:
-    """float [n_inputs] learned synaptic weight per input channel: w_s = relu(ŵ_s) summed over the synapse slots
-    that read the channel (one slot without branches; overlapping windows give a Branch-ELM channel several, and
-    masked slots contribute 0)."""
+    """float [n_inputs] effective synaptic weight per input channel: w_s = relu(ŵ_s) averaged over the valid
+    synapse slots that read the channel (one slot without branches; a Branch-ELM's overlapping windows give a
+    channel one to four, and a sum would show that routing multiplicity rather than what was learned). A channel
+    that no valid slot reads delivers nothing: 0."""
     params = model.params()
     w = params.w_syn.detach().cpu().double()
     if params.routing is None:
         return w.numpy()
-    per_input = torch.zeros(model.config.n_inputs, dtype=torch.float64)
-    per_input.index_add_(0, params.routing.cpu(), w)
-    return per_input.numpy()
+    valid = model.valid_indices_mask.cpu().double()
+    routing = params.routing.cpu()
+    total = torch.zeros(model.config.n_inputs, dtype=torch.float64).index_add_(0, routing, w * valid)
+    slots = torch.zeros(model.config.n_inputs, dtype=torch.float64).index_add_(0, routing, valid)
+    return torch.where(slots > 0, total / slots.clamp(min=1), torch.zeros_like(total)).numpy()
 
 
 def weights_by_synapse(model: ELM, synapses: pd.DataFrame, channels: np.ndarray | None) -> pd.DataFrame:

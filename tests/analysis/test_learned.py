@@ -9,12 +9,23 @@ from fakes import fake_synapses
 from surrogate.elm import ELM, ELMConfig
 
 
-def test_branch_elm_weights_sum_over_the_slots_that_read_each_input():
+def test_branch_elm_weights_average_over_the_slots_that_read_each_input():
     # 16 inputs interleaved as [0, 8, 1, 9, …]; 4 windows of 6 slots at stride 4 cover positions 0–15 once,
-    # positions 4–5, 8–9 and 12–13 twice (the last window's slots 16 and 17 are masked)
+    # positions 4–5, 8–9 and 12–13 twice (the last window's slots 16 and 17 are masked); at initialisation every
+    # slot holds 0.5, so every input's effective weight is 0.5 whatever its routing multiplicity
     model = ELM(ELMConfig(n_inputs=16, n_branches=4, synapses_per_branch=6, d_memory=4))
-    slots = np.array([1, 1, 2, 1, 2, 1, 2, 1])  # slots per segment pair: inputs i and 8 + i
-    assert learned.input_weights(model) == pytest.approx(0.5 * np.r_[slots, slots])
+    assert learned.input_weights(model) == pytest.approx(np.full(16, 0.5))
+
+
+def test_branch_elm_weight_is_the_mean_of_its_valid_slots_not_the_sum():
+    # the routing above: slots 0–23 read inputs [0, 8, 1, 9, 2, 10, 2, 10, 3, 11, 4, 12, 4, 12, 5, 13, 6, 14, 6,
+    # 14, 7, 15, 15 (masked), 15 (masked)]; slot k holds weight k
+    model = ELM(ELMConfig(n_inputs=16, n_branches=4, synapses_per_branch=6, d_memory=4))
+    with torch.no_grad():
+        model._proto_w_s.copy_(torch.arange(24.0))
+    by_input = {0: 0, 8: 1, 1: 2, 9: 3, 2: 5, 10: 6, 3: 8, 11: 9, 4: 11, 12: 12, 5: 14, 13: 15, 6: 17, 14: 18,
+                7: 20, 15: 21}
+    assert learned.input_weights(model) == pytest.approx([by_input[i] for i in range(16)])
 
 
 def test_vanilla_elm_weights_are_relu_of_the_raw_weights():
