@@ -161,8 +161,10 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
                title="Spike prediction vs model size")
     ax_rmse.set(xscale="log", xlabel="trainable parameters (log)", ylabel="soma RMSE (mV, clipped at −55 mV)",
                 title="Somatic voltage error vs model size")
-    for ax in (ax_auc, ax_rmse):
-        ax.legend(fontsize=7, loc="best")
+    # one legend for both panels, above them: inside an axes it hid points (the TCN's RMSE at the right edge)
+    handles = {label: handle for ax in (ax_auc, ax_rmse) for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7,
+               ncol=min(len(handles), 4), frameon=False)
     return _save(fig, path)
 
 
@@ -224,7 +226,8 @@ def plot_tau_m(taus: Mapping[str, np.ndarray], path: str | Path,
 
 def plot_weight_vs_distance(distance_um: np.ndarray, weights: np.ndarray, kinds: np.ndarray, path: str | Path,
                             title: str) -> Path:
-    """Learned synaptic weight w_s per input channel against the synapse's path distance from the soma.
+    """Effective synaptic weight per input channel (w_s averaged over the slots that read it, see
+    :func:`analysis.learned.input_weights`) against the synapse's path distance from the soma.
 
     Args:
         distance_um: float [n_syn] path distance in µm; weights: float [n_syn] w_s (≥ 0, dimensionless);
@@ -235,7 +238,7 @@ def plot_weight_vs_distance(distance_um: np.ndarray, weights: np.ndarray, kinds:
     for kind, color, marker, label in (("exc", EXC_COLOR, "o", "excitatory"), ("inh", INH_COLOR, "x", "inhibitory")):
         sel = np.asarray(kinds) == kind
         ax.scatter(distance_um[sel], weights[sel], s=12, alpha=0.6, color=color, marker=marker, label=label)
-    ax.set(xlabel="path distance from soma (µm)", ylabel="learned w_s (summed over slots)", title=title)
+    ax.set(xlabel="path distance from soma (µm)", ylabel="effective w_s (mean over the input's slots)", title=title)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -252,7 +255,7 @@ def plot_morphology_weights(pos_x_um: np.ndarray, pos_y_um: np.ndarray, weights:
     fig, ax = plt.subplots(figsize=(5.5, 7))
     order = np.argsort(weights)  # strongest drawn last, on top
     points = ax.scatter(pos_x_um[order], pos_y_um[order], c=weights[order], cmap="viridis", s=10)
-    fig.colorbar(points, ax=ax, label="learned w_s (summed over slots)")
+    fig.colorbar(points, ax=ax, label="effective w_s (mean over the input's slots)")
     ax.set(xlabel="x (µm)", ylabel="y (µm)", title=title, aspect="equal")
     ax.grid(False)
     return _save(fig, path)

@@ -124,11 +124,13 @@ def _elm_figures(names: list[str], evaluations: list[Evaluation], store: NeuronI
         table = learned.weights_by_synapse(run.model, synapses, check_layout(run, data, store))
         exc = table[table["kind"] == "exc"]
         stem = _file_stem(n)
-        figures.append((f"{n}: learned synaptic weight per input vs path distance from the soma",
+        figures.append((f"{n}: effective synaptic weight per input (w_s averaged over the branch slots that read "
+                        "it, so routing multiplicity does not show as bands) vs path distance from the soma",
                         plots.plot_weight_vs_distance(table["distance_um"].to_numpy(), table["w_s"].to_numpy(),
                                                       table["kind"].to_numpy(), fig_dir / f"weights_distance_{stem}.png",
                                                       title=f"{n}: w_s vs distance from soma")))
-        figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by learned weight",
+        figures.append((f"{n}: excitatory synapse positions (x–y projection) coloured by effective weight (w_s "
+                        "averaged over the input's branch slots)",
                         plots.plot_morphology_weights(exc["pos_x_um"].to_numpy(), exc["pos_y_um"].to_numpy(),
                                                       exc["w_s"].to_numpy(), fig_dir / f"morphology_{stem}.png",
                                                       title=f"{n}: excitatory w_s on the morphology")))
