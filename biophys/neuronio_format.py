@@ -14,6 +14,8 @@ An original file is a pickle (protocol 2, optionally gzip-compressed) of::
 
 Only ``Params['allSegmentsType']`` and, per simulation, the two input dicts, ``somaVoltageLowRes`` and
 ``outputSpikeTimes`` are required; missing segment metadata becomes NaN (or "unknown") in the imported store.
+Segment names come from ``allSegments_SectionInd``, else from matching each segment against a morphology
+(:mod:`biophys.neuronio_segments`), else they stay unknown; the store's config says which (``segment_identity``).
 Imported input spike times fall into 1 ms bins ``floor(t)``; segments absent from an input dict have no spikes.
 :func:`read_inputs` keeps the exact times for simulating (and reads a store's inputs too).
 """
@@ -31,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from biophys import dataset
+from biophys import dataset, neuronio_segments
 from biophys.inputs import spike_matrix_to_times
 from conventions.provenance import provenance
 
@@ -143,13 +145,14 @@ def segment_table(path: Path, params: dict) -> pd.DataFrame:
 
 def synapse_table(segments: pd.DataFrame) -> pd.DataFrame:
     """Store synapse metadata (:data:`biophys.dataset.SYNAPSE_COLUMNS`): excitatory then inhibitory per segment;
-    3-D positions are not in the original files and become NaN."""
+    3-D positions are not in the original files: NaN unless ``segments`` has them (from a matched morphology)."""
     blocks = []
     for kind, sign in (("exc", 1), ("inh", -1)):
         block = segments.copy()
         block["kind"], block["sign"] = kind, sign
         for axis in ("x", "y", "z"):
-            block[f"pos_{axis}_um"] = np.nan
+            if f"pos_{axis}_um" not in block:
+                block[f"pos_{axis}_um"] = np.nan
         blocks.append(block)
     return pd.concat(blocks, ignore_index=True)[list(dataset.SYNAPSE_COLUMNS)]
 
@@ -203,11 +206,13 @@ def _file_arrays(path: Path, params: dict, sims: list[dict]) -> dict:
     return out
 
 
-def to_dataset(files: Sequence[str | Path]) -> xr.Dataset:
-    """Read original files into one store-format dataset (simulations in file order, then list order).
+def to_dataset(files: Sequence[str | Path], morphology: str | None = None) -> xr.Dataset:
+    """Read original files into one store-format dataset (simulations in file order, then list order), its
+    segments named by :func:`biophys.neuronio_segments.identify_segments` against ``morphology`` (a morphology spec, or None).
 
     Raises:
-        NeuronIOFormatError: a malformed file, one given twice, or files that disagree on segments or duration.
+        NeuronIOFormatError: a malformed file, one given twice, files that disagree on segments or duration, or
+            segments that do not match ``morphology``.
     """
     files = [Path(f) for f in files]
     if not files:
@@ -233,11 +238,15 @@ def to_dataset(files: Sequence[str | Path]) -> xr.Dataset:
         arrays.append(_file_arrays(path, params, sims))
         sources.append({"file": str(path), "sha256": digest,
                         "n_sims": len(sims), "randomSeed": params.get("randomSeed")})
+    try:
+        segments, identity = neuronio_segments.identify_segments(segments, morphology)
+    except neuronio_segments.SegmentMatchError as exc:
+        raise NeuronIOFormatError(f"{files[0]}: {exc}") from None
     merged = {k: [v for a in arrays for v in a[k]] for k in arrays[0]}
     n_sims = len(merged["soma"])
     nexus = None if any(v is None for v in merged["nexus"]) else np.stack(merged["nexus"])
     dend = None if any(v is None for v in merged["dend"]) else np.stack(merged["dend"])
-    config = {"source": "neuronio-pickle", "files": sources,
+    config = {"source": "neuronio-pickle", "files": sources, "segment_identity": identity,
               "seed": f"{UNKNOWN_SEED}: the original files seed a whole file (randomSeed), not each simulation"}
     prov = {**provenance(), "cell": {"name": "original-neuronio"}}
     return dataset.build_dataset(np.stack(merged["inputs"]), np.stack(merged["soma"]), merged["spikes"],
@@ -245,11 +254,12 @@ def to_dataset(files: Sequence[str | Path]) -> xr.Dataset:
                                  provenance=prov, nexus_voltage=nexus, dendritic_voltage=dend)
 
 
-def import_neuronio(files: Sequence[str | Path], out: str | Path) -> Path:
-    """Convert original NeuronIO pickles into one store at ``out`` (written atomically; refuses to overwrite)."""
+def import_neuronio(files: Sequence[str | Path], out: str | Path, morphology: str | None = None) -> Path:
+    """Convert original NeuronIO pickles into one store at ``out`` (written atomically; refuses to overwrite),
+    segments named against ``morphology`` where the files do not name them (see :func:`to_dataset`)."""
     if Path(out).exists():
         raise dataset.StoreError(f"{out} already exists; choose another path or remove it first")
-    return dataset.write_store(to_dataset(files), out)
+    return dataset.write_store(to_dataset(files, morphology), out)
 
 
 # --- input spike trains for the simulator ---------------------------------------------------------------------

@@ -178,3 +178,74 @@ def test_reference_pickle_imports(shared_data, tmp_path):
     spikes = store.ds["input_spikes"].values
     assert 6 < spikes[..., :639].mean() * 1000 < 18 and 4 < spikes[..., 639:].mean() * 1000 < 14
     assert store.synapses()["tree"].value_counts().to_dict() == {"apical": 754, "basal": 524}
+
+
+def test_segments_are_matched_by_tree_length_and_distance():
+    from biophys.neuronio_segments import SegmentMatchError, match_segments
+
+    file_rows = small_segments().drop(columns="section_index").assign(section="unknown", x=np.nan)
+    # the morphology lists the same segments; the two equal basal ones of section 0 differ only in distance
+    reference = pd.DataFrame({"tree": ["basal", "basal", "basal", "apical", "apical"],
+                              "segment": ["dend[0](0.25)", "dend[0](0.75)", "dend[1](0.5)", "apic[0](0.25)",
+                                          "apic[0](0.75)"],
+                              "section": ["dend[0]", "dend[0]", "dend[1]", "apic[0]", "apic[0]"],
+                              "x": [0.25, 0.75, 0.5, 0.25, 0.75],
+                              "length_um": [10.0, 10.0, 25.0, 20.0, 20.0],
+                              "distance_um": [5.0 + 1e-7, 15.0, 12.5, 10.0, 30.0],
+                              "pos_x_um": [1.0, 2.0, 3.0, 4.0, 5.0], "pos_y_um": 0.0, "pos_z_um": 0.0})
+    order = [2, 0, 4, 1, 3]  # the morphology's rows in another order match the same way
+    matched = match_segments(file_rows, reference.iloc[order].reset_index(drop=True), "'m'")
+    assert matched["segment"].tolist() == reference["segment"].tolist()
+    assert matched["pos_x_um"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert matched["distance_um"].tolist() == file_rows["distance_um"].tolist()  # the file's values are kept
+    shifted = reference.assign(distance_um=reference["distance_um"] + [0, 0, 0.5, 0, 0])
+    with pytest.raises(SegmentMatchError, match=r"^segment 2 of the file \(basal, 25.0000 µm long, 12.5000 µm from "
+                                                r"the soma\) matches no segment of morphology 'm'$"):
+        match_segments(file_rows, shifted, "'m'")
+    with pytest.raises(SegmentMatchError, match="the file has 5 dendritic segments, morphology 'm' has 4"):
+        match_segments(file_rows, reference.iloc[:4], "'m'")
+    with pytest.raises(SegmentMatchError, match="lacks allSegmentsLength"):
+        match_segments(file_rows.assign(length_um=np.nan), reference, "'m'")
+
+
+def test_the_store_says_how_its_segments_were_named(tmp_path):
+    small_file(tmp_path / "a.p")
+    store = dataset.NeuronIOStore(import_neuronio([tmp_path / "a.p"], tmp_path / "s.zarr"))
+    assert store.config["segment_identity"] == {"method": "allSegments_SectionInd"}
+    with open(tmp_path / "a.p", "rb") as f:
+        data = pickle.load(f)
+    del data["Params"]["allSegments_SectionInd"]
+    write_pickle(tmp_path / "b.p", data["Params"], data["Results"]["listOfSingleSimulationDicts"])
+    store = dataset.NeuronIOStore(import_neuronio([tmp_path / "b.p"], tmp_path / "b.zarr"))
+    assert store.config["segment_identity"] == {"method": "none"}
+    assert "pass --morphology" in neuronio_format.neuronio_segments.describe_identity(store.config["segment_identity"])
+
+
+@pytest.mark.neuron
+def test_the_reference_pickle_gets_cell1_segment_names_by_matching(shared_data, tmp_path):
+    """The shared pickle has no allSegments_SectionInd: its 639 segments are matched against cell1.asc, and
+    come out as the original NeuronIO order that the published checkpoints read."""
+    import subprocess
+    import sys
+
+    from surrogate.published import neuronio_layout
+
+    out = tmp_path / "ref.zarr"
+    cmd = [sys.executable, "-m", "biophys", "import-neuronio", str(shared_data / REFERENCE), "--out", str(out),
+           "--morphology", str(shared_data / "morphologies" / "cell1.asc")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == ("segment names: matched to morphology "
+                                           f"{str(shared_data / 'morphologies' / 'cell1.asc')!r} by tree, length and "
+                                           "path distance (the file has no allSegments_SectionInd)")
+    store = dataset.NeuronIOStore(out)
+    layout = neuronio_layout()
+    assert tuple(store.synapses()["segment"]) == layout.segments and tuple(store.synapses()["kind"]) == layout.kinds
+    assert store.config["segment_identity"]["method"] == "matched"
+    assert len(store.config["segment_identity"]["morphology_sha256"]) == 64
+    assert store.synapses()["pos_x_um"].notna().all()
+    bad = tmp_path / "bad.zarr"
+    done = subprocess.run([*cmd[:-3], str(bad), "--morphology", "synthetic"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "morphology 'synthetic'" in done.stderr
+    assert not bad.exists()
