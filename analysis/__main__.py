@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from analysis.curves import write_learning_curve
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
 from conventions.atomic import write_text_atomic
@@ -73,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(rep)
     rep.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
     rep.set_defaults(func=_report)
+
+    lc = sub.add_parser("learning-curve", help="score every run under a root; table and figure against data size",
+                        description="Score every run directory under RUN_ROOT on a store and write "
+                        "OUT/learning_curve.md, .json and .png: test AUC, TPR at 1 %% FPR and RMSE against hours of "
+                        "simulated training data, one line per model (kind and size).")
+    lc.add_argument("root", metavar="RUN_ROOT", help="folder holding one run directory per model and training size")
+    common(lc)
+    lc.add_argument("--reference", metavar="RUN", help="a run directory (e.g. a published checkpoint imported with "
+                    "`python -m surrogate import-elmneuron`) scored on the same store and drawn as a reference line")
+    lc.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
+    lc.set_defaults(func=_learning_curve)
     return parser
 
 
@@ -96,6 +108,12 @@ def _report(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
     print(f"wrote {write_report(args.runs, args.data, out, valid_store=args.valid, burn_in_ms=args.burn_in)}")
+
+
+def _learning_curve(args: argparse.Namespace) -> None:
+    table = write_learning_curve(args.root, args.data, args.out, valid_path=args.valid, reference=args.reference,
+                                 burn_in_ms=args.burn_in)
+    print(f"wrote {table}")
 
 
 def main(argv: list[str] | None = None) -> int:
