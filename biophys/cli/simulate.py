@@ -17,14 +17,15 @@ import numpy as np
 
 from biophys import synapses
 from biophys.cli.morphology import MORPHOLOGY_HELP, check_morphology
-from biophys.config import CellConfig, SimConfig
+from biophys.config import ENGINES, CellConfig, SimConfig
 from biophys.dataset import StoreError
 from biophys.morphology import MorphologyError
 from biophys.neuronio_format import NeuronIOFormatError, SimulationInputs, read_inputs
 from conventions.configkeys import field_names
 
 #: Command-line option → SimConfig field; each overrides the setting the input store records.
-_SIM_OPTIONS = {"method": "method", "dt_ms": "dt_ms", "secondorder": "secondorder", "celsius": "celsius_degC"}
+_SIM_OPTIONS = {"method": "method", "dt_ms": "dt_ms", "secondorder": "secondorder", "celsius": "celsius_degC",
+                "engine": "engine"}
 
 
 def register_cli(subparsers) -> None:
@@ -45,6 +46,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--secondorder", type=int, default=None, choices=(0, 1, 2),
                         help="0 = backward Euler, 2 = Crank–Nicolson")
     parser.add_argument("--celsius", type=float, default=None, help="temperature (°C)")
+    parser.add_argument("--engine", default=None, choices=ENGINES,
+                        help="who integrates (default: the input store's engine, else neuron)")
     parser.add_argument("--record-dendrites", action="store_true", help="store every dendritic segment's voltage")
     parser.add_argument("--max-sims", type=int, default=None, help="simulate only the first N simulations")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output store")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from biophys.cli.morphology import MORPHOLOGY_HELP, check_morphology
+from biophys.config import ENGINES, CellConfig, SimConfig
 from biophys.morphology import MorphologyError
 from biophys.protocols import PROTOCOLS, ValidationConfig, validate_cell
 from conventions.atomic import write_text_atomic
@@ -27,12 +28,12 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1 s steps of 0.5/0.8/1.0 nA (as the reference traces) instead of 2 s steps")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument("--engine", default="neuron", choices=ENGINES,
+                        help="who integrates the reference dt 0.025 ms backward-Euler protocols")
     parser.set_defaults(func=_validate_command)
 
 
 def _validate_command(args: argparse.Namespace) -> int:
-    from biophys.config import CellConfig, SimConfig
-
     if not args.json_out.parent.is_dir():
         print(f"error: output directory {args.json_out.parent} does not exist", file=sys.stderr)
         return 2
@@ -40,7 +41,8 @@ def _validate_command(args: argparse.Namespace) -> int:
     try:
         # Checked before NEURON starts, so a bad file costs nothing and reads as one line.
         check_morphology(args.cell, args.morphology)
-        result = validate_cell(CellConfig(args.cell, args.morphology), SimConfig(), tuple(args.protocols), config)
+        result = validate_cell(CellConfig(args.cell, args.morphology), SimConfig(engine=args.engine),
+                               tuple(args.protocols), config)
     except (MorphologyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ from pathlib import Path
 
 #: Environment variable: "1" builds the CoreNEURON library with :data:`PORTABLE_FLAGS` (no CPU-specific code).
 PORTABLE_ENV = "NEURONCOMPUTE_PORTABLE_MECHANISMS"
+#: Environment variable: compiler flags used verbatim instead of either set (to measure other combinations).
+FLAGS_ENV = "NEURONCOMPUTE_CORENEURON_FLAGS"
 #: Maths flags shared by both builds: libmvec's SIMD exp (declared under ``__FAST_MATH__``), no errno, no traps.
 _MATHS = "-O3 -fno-math-errno -fno-trapping-math -D__FAST_MATH__"
 TUNED_FLAGS = f"{_MATHS} -march=native"
@@ -39,7 +41,10 @@ def portable_requested() -> bool:
 
 
 def coreneuron_flags() -> str:
-    """The flags the CoreNEURON library is compiled with here: portable if asked for, else tuned."""
+    """The flags the CoreNEURON library is compiled with here: :data:`FLAGS_ENV`'s if set, else portable if asked
+    for, else tuned."""
+    if os.environ.get(FLAGS_ENV) is not None:
+        return os.environ[FLAGS_ENV]
     return PORTABLE_FLAGS if portable_requested() else TUNED_FLAGS
 
 
@@ -52,7 +57,7 @@ def cpu_specific(flags: str) -> bool:
 def cpu_identity() -> str:
     """This CPU's type: the machine architecture plus a sha256 (16 hex digits) of the first processor's
     vendor, family, model, model name and feature flags in /proc/cpuinfo (``platform.processor()`` where there
-    is none). Two nodes print the same identity exactly when ``-march=native`` means the same for both."""
+    is none). Nodes of one CPU type share it; a CPU with other features (what ``-march=native`` uses) differs."""
     lines = []
     if _CPUINFO.is_file():
         for line in _CPUINFO.read_text(errors="replace").splitlines():
@@ -60,9 +65,9 @@ def cpu_identity() -> str:
                 if lines:
                     break
                 continue
-            key, _, value = line.partition(":")
-            if key.strip() in _CPU_KEYS:
-                lines.append(f"{key.strip()}={' '.join(sorted(value.split())) if key.strip() in ('flags', 'Features') else value.strip()}")
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in _CPU_KEYS:
+                lines.append(f"{key}={' '.join(sorted(value.split()))}")
     if not lines:
         lines.append(platform.processor())
     return f"{platform.machine()}-{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:16]}"

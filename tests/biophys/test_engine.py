@@ -1,6 +1,7 @@
 """The CoreNEURON engine against NEURON's (same model, same dt, each in a fresh process), its fallback to NEURON,
 and the key of its mechanism build (flags and CPU identity)."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -139,3 +140,39 @@ def test_coreneuron_matches_neuron_on_cell1(shared_data):
                        for engine in ("neuron", "coreneuron"))
     assert len(reference.spike_times_ms) >= 1
     assert_same_dynamics(reference, test)
+
+
+@pytest.mark.neuron
+def test_simulate_and_validate_take_an_engine(tmp_path):
+    """``simulate --engine coreneuron`` records the engine in the store and matches NEURON's traces; a store made
+    with CoreNEURON re-simulates bit for bit with its recorded engine; ``validate --engine`` runs protocols."""
+    from biophys import dataset
+    from test_simulate_cli import ball_and_stick_store, simulate
+
+    results = ball_and_stick_store(tmp_path / "in.zarr", SimConfig(**SAME_DT))
+    proc = simulate("--inputs", str(tmp_path / "in.zarr"), "--out", str(tmp_path / "cn.zarr"), "--engine",
+                    "coreneuron", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    made = dataset.NeuronIOStore(tmp_path / "cn.zarr")
+    assert made.config["sim"]["engine"] == "coreneuron"
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(made.soma_voltage(i), result.soma_mV, atol=MAX_RMSE_MV)
+    proc = simulate("--inputs", str(tmp_path / "cn.zarr"), "--out", str(tmp_path / "again.zarr"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    again = dataset.NeuronIOStore(tmp_path / "again.zarr")
+    assert again.config["sim"] == made.config["sim"]
+    for i in range(made.n_sims):
+        np.testing.assert_array_equal(again.soma_voltage(i), made.soma_voltage(i))
+
+    validated = {}
+    for engine in ("neuron", "coreneuron"):
+        out = tmp_path / f"{engine}.json"
+        done = subprocess.run([sys.executable, "-m", "biophys", "validate", "--cell", "ball-and-stick", "--protocols",
+                               "rest", "bap", "--engine", engine, "--json", str(out)], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        validated[engine] = json.loads(out.read_text())
+        assert validated[engine]["provenance"]["engine"] == engine
+    for name, value in validated["neuron"]["rest"].items():
+        assert validated["coreneuron"]["rest"][name] == pytest.approx(value, abs=0.05)
+    assert validated["coreneuron"]["checks"] == validated["neuron"]["checks"]
