@@ -88,6 +88,16 @@ def neuron_wall_seconds(provenance: dict) -> tuple[float | None, str | None]:
     return float(value), None
 
 
+def simulation_cpu_s(provenance: dict) -> float | None:
+    """CPU-seconds it took to make a store: the seconds of its ``provenance["timing"]`` summed (NEURON's wall time
+    and the input draws, each summed over all simulations as if on one core); None when none are recorded."""
+    timing = provenance.get("timing")
+    if not isinstance(timing, dict) or not timing:
+        return None
+    values = [v for v in timing.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return float(sum(values)) if values else None
+
+
 def inference_speed(model_simulated_ms: float, model_wall_s: float, store_simulated_ms: float,
                     neuron_wall_s: float | None, neuron_reason: str | None = None) -> dict:
     """Speed of a surrogate in simulated seconds per wall-clock second, and its ratio to NEURON.
