@@ -8,13 +8,23 @@ by forward hooks on their layers during a short probe run, which holds for model
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
 from torch import nn
 
 from conventions.signals import DT_MS
+from surrogate.data import NeuronIOData
 from surrogate.elm import ELM, ELMConfig
+from surrogate.models import model_input_width
+from surrogate.predict import model_channels, predict_arrays
 
 PROBE_STEPS = 32  # ms of input in the hook probe; layer costs per step do not depend on it
+#: Inference speed is measured as users run a surrogate: over at least this many whole simulations (a store's
+#: own, repeated when it holds fewer), SPEED_BATCH simulations per forward pass.
+SPEED_SIMS = 64
+SPEED_BATCH = 16
 
 
 def elm_macs_per_step(config: ELMConfig) -> int:
@@ -118,3 +128,38 @@ def inference_speed(model_simulated_ms: float, model_wall_s: float, store_simula
         out.update(neuron_simulated_s_per_wall_s=neuron_rate, speedup_vs_neuron=model_rate / neuron_rate,
                    speedup_reason=None)
     return out
+
+
+class _Repeated:
+    """The input side of a :data:`surrogate.data.NeuronIOData` with its simulations repeated to ``n_sims``
+    (simulation i is the data's i mod n), as :func:`surrogate.predict.predict_arrays` reads it."""
+
+    def __init__(self, data: NeuronIOData, n_sims: int):
+        self.data, self.n_sims = data, n_sims
+        self.signs, self.n_time = data.signs, data.n_time
+
+    def input_sims(self, lo: int, hi: int) -> np.ndarray:
+        """uint8 [k, n_time, n_syn] input spikes of repeated simulations lo..hi − 1 (k of them below n_sims)."""
+        positions = np.arange(lo, min(hi, self.n_sims)) % self.data.n_sims
+        return np.concatenate([self.data.input_sims(i, i + 1) for i in positions])
+
+
+def batched_speed(model: nn.Module, data: NeuronIOData, neuron_wall_s: float | None, neuron_reason: str | None,
+                  n_sims: int = SPEED_SIMS, batch_size: int = SPEED_BATCH) -> dict:
+    """:func:`inference_speed` of ``model`` predicting ``max(n_sims, data.n_sims)`` whole simulations of ``data``
+    (repeated where it holds fewer), ``batch_size`` per forward pass, after one warm-up pass that keeps one-time
+    costs (extension loading, allocator) out of the timing. NEURON's rate is the store's (``neuron_wall_s`` for
+    all of ``data``).
+
+    Returns:
+        :func:`inference_speed`'s dict plus n_sims, batch_size and torch_threads of the measurement.
+    """
+    n_sims = max(n_sims, data.n_sims)
+    channels = model_channels(model, data)
+    with torch.no_grad():
+        model(torch.zeros(1, min(data.n_time, 64), model_input_width(model)))
+    start = time.perf_counter()
+    predict_arrays(model, _Repeated(data, n_sims), batch_size, channels=channels)
+    wall_s = time.perf_counter() - start
+    speed = inference_speed(n_sims * data.n_time, wall_s, data.n_sims * data.n_time, neuron_wall_s, neuron_reason)
+    return {**speed, "n_sims": n_sims, "batch_size": batch_size, "torch_threads": torch.get_num_threads()}

@@ -11,12 +11,10 @@ result records its status (see :func:`unfinished_note`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from analysis import cost, metrics
 from biophys.dataset import NeuronIOStore, StoreError
@@ -201,10 +199,11 @@ def score(pred: dict) -> dict:
 
 def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
              valid_store: NeuronIOStore | None = None, data: NeuronIOArrays | None = None,
-             valid_data: NeuronIOArrays | None = None) -> Evaluation:
+             valid_data: NeuronIOArrays | None = None, speed_batch: int = cost.SPEED_BATCH) -> Evaluation:
     """Score an opened run on an opened store (``data``, ``valid_data``: the stores' arrays, when already loaded).
 
-    ``burn_in_ms`` None takes the run's own (:func:`run_burn_in`).
+    ``burn_in_ms`` None takes the run's own (:func:`run_burn_in`). Speed: :func:`analysis.cost.batched_speed`,
+    ``speed_batch`` simulations per forward pass.
 
     Raises:
         AnalysisError: incompatible run and store(s), or a burn-in that leaves nothing to score.
@@ -218,11 +217,7 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
     if not 0 <= burn_in_ms < data.n_time:
         raise AnalysisError(f"burn-in {burn_in_ms} ms leaves nothing of {data.n_time} ms simulations to score")
 
-    with torch.no_grad():  # warm-up: one-time costs (extension loading, allocator) stay out of the timing
-        run.model(torch.zeros(1, min(data.n_time, 64), data.n_synapses))
-    start = time.perf_counter()
     pred = predict_store(run.model, data, burn_in_ms)
-    wall_s = time.perf_counter() - start
 
     true, probs, offsets = _timing_inputs(pred)
     if valid_store is not None:
@@ -239,9 +234,7 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
 
     macs, macs_method = cost.macs_per_ms(run.model, data.n_synapses)
     neuron_wall, neuron_reason = cost.neuron_wall_seconds(store.provenance)
-    speed = cost.inference_speed(data.n_sims * data.n_time, wall_s, data.n_sims * data.n_time, neuron_wall,
-                                 neuron_reason)
-    speed["torch_threads"] = torch.get_num_threads()
+    speed = cost.batched_speed(run.model, data, neuron_wall, neuron_reason, batch_size=speed_batch)
 
     result = {
         "name": run.path.name,

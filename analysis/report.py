@@ -194,6 +194,7 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f"{'; '.join(timing_sources)}.",
         "- MACs/ms: multiply-adds per simulated millisecond (ELM: from the equations; others: forward hooks). "
         "Speed: simulated seconds per wall-clock second of batched CPU inference"
+        f" over {first['speed']['n_sims']} whole simulations in batches of {first['speed']['batch_size']}"
         f" ({first['speed']['torch_threads']} torch thread(s)).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
