@@ -135,7 +135,9 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
     """Spike AUC and soma RMSE vs parameter count (log x), this project's runs beside the published results.
 
     Args:
-        results: one mapping per run with keys name, params, auc, rmse_mV (None where unavailable).
+        results: one mapping per run with keys name, params, auc, rmse_mV (None where unavailable), and for an
+            imported published checkpoint ``published``: {"auc", "rmse_mV"} as its authors measured them on their
+            test data, drawn hollow beside the filled point measured here.
     """
     _style()
     fig, (ax_auc, ax_rmse) = plt.subplots(1, 2, figsize=(11, 4.3))
@@ -153,10 +155,14 @@ def plot_cost_tradeoff(results: Sequence[Mapping], path: str | Path) -> Path:
              wrap=True)
     colors = _colors([r["name"] for r in results])
     for r in results:
+        published = r.get("published")
+        marker, label = ("D", f"{r['name']} (published weights, scored here)") if published else ("s", r["name"])
         for ax, key in ((ax_auc, "auc"), (ax_rmse, "rmse_mV")):
             if r.get(key) is not None:
-                ax.scatter(r["params"], r[key], marker="s", s=55, color=colors[r["name"]], label=r["name"],
-                           zorder=3)
+                ax.scatter(r["params"], r[key], marker=marker, s=55, color=colors[r["name"]], label=label, zorder=3)
+            if published and published.get(key) is not None:
+                ax.scatter(r["params"], published[key], marker="D", s=55, facecolors="none",
+                           edgecolors=colors[r["name"]], label=f"{r['name']} as published", zorder=3)
     ax_auc.set(xscale="log", xlabel="trainable parameters (log)", ylabel="spike ROC AUC",
                title="Spike prediction vs model size")
     ax_rmse.set(xscale="log", xlabel="trainable parameters (log)", ylabel="soma RMSE (mV, clipped at −55 mV)",

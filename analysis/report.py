@@ -57,8 +57,13 @@ def _fmt_speed(speed: dict) -> tuple[str, str]:
     return rate, ratio
 
 
+def run_label(name: str, result: dict) -> str:
+    """A run's name in tables, marked when it holds published weights (an imported checkpoint)."""
+    return f"{name} (published)" if result.get("published") else name
+
+
 def metrics_table(names: list[str], results: list[dict]) -> str:
-    """The Markdown table of the main metrics, one row per run."""
+    """The Markdown table of the main metrics, one row per run (imported checkpoints labelled published)."""
     header = ("| run | model | params | MACs/ms | spike AUC | TPR @ 0.25 % FPR | TPR @ 1 % FPR | RMSE (mV) | "
               "MAE (mV) | expl. var. | Γ (±2 ms) | precision | recall | sim s / wall s | vs NEURON |")
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
@@ -66,13 +71,39 @@ def metrics_table(names: list[str], results: list[dict]) -> str:
         timing = r["spike_timing"]
         rate, ratio = _fmt_speed(r["speed"])
         rows.append(
-            f"| {name} | {r['model']} | {_fmt(r['params'])} | {_fmt(r['macs_per_ms'])} | {_fmt(r['spike_auc'], 4)} "
+            f"| {run_label(name, r)} | {r['model']} | {_fmt(r['params'])} | {_fmt(r['macs_per_ms'])} | {_fmt(r['spike_auc'], 4)} "
             f"| {_fmt(r['tpr_at_fpr']['0.25%'], percent=True)} | {_fmt(r['tpr_at_fpr']['1.00%'], percent=True)} "
             f"| {_fmt(r['rmse_mV'])} | {_fmt(r['mae_mV'])} | {_fmt(r['explained_variance'])} "
             f"| {_fmt(timing['coincidence_factor'])} | {_fmt(timing['precision'])} | {_fmt(timing['recall'])} "
             f"| {rate} | {ratio} |"
         )
     return "\n".join(rows)
+
+
+PUBLISHED_ROWS = (("spike AUC", ("spike_auc",), 4, False), ("TPR @ 0.25 % FPR", ("tpr_at_fpr", "0.25%"), 3, True),
+                  ("TPR @ 1 % FPR", ("tpr_at_fpr", "1.00%"), 3, True), ("RMSE (mV)", ("rmse_mV",), 3, False),
+                  ("MAE (mV)", ("mae_mV",), 3, False), ("expl. var.", ("explained_variance",), 3, False))
+
+
+def _lookup(record: dict | None, keys: tuple[str, ...]):
+    for key in keys:
+        record = record.get(key) if isinstance(record, dict) else None
+    return record
+
+
+def published_table(names: list[str], results: list[dict]) -> str | None:
+    """For the imported checkpoints among the runs: each metric as published (the authors' test split of the
+    original NeuronIO data) beside the one measured here; None when no run is an imported checkpoint."""
+    rows = [(n, r) for n, r in zip(names, results) if r.get("published")]
+    if not rows:
+        return None
+    header = "| metric | " + " | ".join(f"{n}: published | {n}: here" for n, _ in rows) + " |"
+    lines = [header, "|" + "---|" * (1 + 2 * len(rows))]
+    for label, keys, digits, percent in PUBLISHED_ROWS:
+        cells = [f"{_fmt(_lookup(r['published'].get('test'), keys), digits, percent)} | "
+                 f"{_fmt(_lookup(r, keys), digits, percent)}" for _, r in rows]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _file_stem(name: str) -> str:
@@ -137,6 +168,16 @@ def _elm_figures(names: list[str], evaluations: list[Evaluation], store: NeuronI
     return figures
 
 
+def _tradeoff_point(name: str, result: dict) -> dict:
+    """One run's point of :func:`analysis.plots.plot_cost_tradeoff`, with its published test metrics if any."""
+    published = None
+    if result.get("published"):
+        published = {"auc": _lookup(result["published"], ("test", "spike_auc")),
+                     "rmse_mV": _lookup(result["published"], ("test", "rmse_mV"))}
+    return {"name": name, "params": result["params"], "auc": result["spike_auc"], "rmse_mV": result["rmse_mV"],
+            "published": published}
+
+
 def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOStore, data: NeuronIOArrays,
              burn_in_ms: int, fig_dir: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """Write every figure that applies; return ([(caption, path)], [notes on skipped figures])."""
@@ -147,8 +188,7 @@ def _figures(names: list[str], evaluations: list[Evaluation], store: NeuronIOSto
     else:
         figures.append(roc)
     figures.append(_trace_figure(names, evaluations, data, burn_in_ms, fig_dir))
-    points = [{"name": n, "params": ev.metrics["params"], "auc": ev.metrics["spike_auc"],
-               "rmse_mV": ev.metrics["rmse_mV"]} for n, ev in zip(names, evaluations)]
+    points = [_tradeoff_point(n, ev.metrics) for n, ev in zip(names, evaluations)]
     figures.append(("Spike AUC and soma RMSE vs parameter count, beside the published results on the original "
                     "NeuronIO data (another cell and dataset: a reference, not a target)",
                     plots.plot_cost_tradeoff(points, fig_dir / "tradeoff.png")))
@@ -198,6 +238,12 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f" ({first['speed']['torch_threads']} torch thread(s)).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
+    published = published_table(names, results)
+    if published is not None:
+        lines += ["", "## Published checkpoints", "",
+                  "Runs marked (published) hold the weights of a published checkpoint (Spieler et al. 2023, imported "
+                  "with `python -m surrogate import-elmneuron`), trained on the original NeuronIO data. Their "
+                  "metrics as published (the authors' test split) beside the ones measured here:", "", published]
     lines += ["", f"Published results on the {plots.REFERENCE_LABEL} — another cell and dataset, so a reference "
               "point, not a target:", "", "| model | params | spike AUC | RMSE (mV) |", "|---|---|---|---|"]
     lines += [f"| {name} | {plots.format_count(params)} | {auc} | {'–' if rmse is None else rmse} |"
