@@ -24,7 +24,7 @@ TABLE_FILE = "learning_curve.md"
 JSON_FILE = "learning_curve.json"
 FIGURE_FILE = "learning_curve.png"
 MS_PER_HOUR = 3.6e6
-#: (point key, axis label) of the figure's panels and the table's score columns
+#: (point key, panel title) of the figure's panels
 SCORES = (("spike_auc", "test spike ROC AUC"), ("tpr_1pct", "test TPR at 1 % FPR"),
           ("rmse_mV", "test soma RMSE (mV)"))
 
@@ -136,7 +136,7 @@ def plot_learning_curve(curve: dict, path: str | Path) -> Path:
                 ax.plot(*zip(*line), "o-", color=colors[model], label=model)
         if ref is not None and ref[key] is not None:
             ax.axhline(ref[key], color="grey", ls="--", lw=1.2, label=f"reference: {Path(ref['run']).name}")
-        ax.set(xscale="log", xlabel="simulated training data (h, log)", ylabel=label, title=label)
+        ax.set(xscale="log", xlabel="simulated training data (h, log)", title=label)
     handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8,
                ncol=min(len(handles), 4), frameon=False)
