@@ -190,3 +190,37 @@ def test_the_study_runs_end_to_end_and_a_rerun_skips_everything(tmp_path):
     stamps = {p: os.stat(p).st_mtime_ns for p in root.rglob("metrics.json") if "report" not in p.parts}
     assert main(["--config", str(config), "--out", str(root)]) == 0
     assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps
+
+
+def test_original_neuronio_pickles_are_imported_once_and_scored(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "biophys"))  # cell_helpers
+    from cell_helpers import params_dict, simulation_dict, write_pickle
+    from surrogate.config import TrainConfig
+    from surrogate.train import train
+
+    segments = pd.DataFrame({"tree": ["basal", "basal", "apical", "apical"], "length_um": [10.0] * 4,
+                             "distance_um": [5.0, 15.0, 10.0, 30.0], "section_index": [0, 0, 1, 1]})
+    rng = np.random.default_rng(0)
+    pickles = tmp_path / "pickles"
+    pickles.mkdir()
+    sims = [simulation_dict((rng.random((8, 600)) < 0.05).astype(np.uint8), -70 + rng.standard_normal(600),
+                            np.array([100.4, 350.2])) for _ in range(2)]
+    write_pickle(pickles / "a.p", params_dict(segments, 600, 2, 7), sims)
+    store = study_report.import_neuronio(pickles, tmp_path / "neuronio.zarr")
+    assert NeuronIOStore(store).n_sims == 2
+    assert study_report.import_neuronio(pickles, tmp_path / "neuronio.zarr") == store  # once
+    run = train(TrainConfig(model="branch-elm", model_config={"n_branches": 2, "synapses_per_branch": 5,
+                                                              "d_memory": 3},
+                            train=str(store), valid=str(store), out=str(tmp_path / "run"), epochs=1,
+                            batches_per_epoch=1, batch_size=2, window_ms=200, burn_in_ms=50, skip_ms=0, threads=1),
+                progress=False)
+    other = fake_store(tmp_path / "other.zarr", n_sims=2, n_time=600)
+    scores = study_report.score_on({"fits": run}, store)
+    assert set(scores["fits"]) == {"spike_auc", "tpr_1pct", "rmse_mV"}
+    assert "error" in study_report.score_on({"other cell": run}, other)["other cell"]
+    empty = tmp_path / "none"
+    empty.mkdir()
+    with pytest.raises(AnalysisError, match="no NeuronIO pickles"):
+        study_report.import_neuronio(empty, tmp_path / "x.zarr")
