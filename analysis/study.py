@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                   "config": dataclasses.asdict(cfg), "simulation": study_report.simulation_cost(stores),
                   "training": training, "neuronio": scored["neuronio"]}
         print(f"wrote {study_report.write_study(root, record, scored['curve'], scored['report'])}")
-    except (AnalysisError, ConfigError, StoreError) as exc:
+    except (AnalysisError, ConfigError, StoreError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (TrainingInterrupted, KeyboardInterrupt):

@@ -8,6 +8,7 @@
 # Sizes (env): TRAIN_SIMS=64 VALID_SIMS=8 TEST_SIMS=8 DURATION_MS=4000 WALL_S=600 (per model) — about 25 min
 # on 2 cores.
 # Re-running resumes the datasets and refits both models.
+# The study at scale (≥ 2 h of data, a learning curve of three models): scripts/quality_study.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${QUALITY_OUT:-runs/quality}
