@@ -24,7 +24,7 @@ BACKENDS = ("local", "dask")
 #: under NeuronIO input chose Crank–Nicolson at dt = 1/12 ms as the fastest setting within 0.5 mV somatic RMSE
 #: and ≥ 95 % of the dt 0.025 ms backward-Euler baseline's spikes matched (±2 ms), with ≤ 5 % spurious ones.
 #: The simulator's own default stays the reference dt 0.025 ms backward Euler.
-DATASET_SIM_DEFAULTS = {"dt_ms": 1 / 12, "secondorder": 2}
+DATASET_SIM_DEFAULTS = {"dt_ms": 1 / 12, "secondorder": 2, "engine": "coreneuron"}
 
 
 @dataclass(frozen=True)
