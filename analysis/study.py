@@ -40,7 +40,7 @@ from surrogate.train import TrainingError, TrainingInterrupted
 
 SPLITS = ("train", "valid", "test")
 #: settings that change how the study runs, not what it computes: they may differ when it is re-run
-RUNTIME_KEYS = ("workers", "threads", "neuronio", "reference")
+RUNTIME_KEYS = ("workers", "threads", "device", "neuronio", "reference")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class StudyConfig:
     models: dict = field(default_factory=dict)  # name → {kind, model_config, lr | lr_grid}
     workers: int = 2
     threads: int = 2
+    device: str = "cpu"  # where models train: "cpu", "cuda" or "auto" (the costs are priced on the CPU)
     neuronio: str | None = None  # directory of original NeuronIO pickles to score the final models on
     reference: str | None = None  # run directory of a published checkpoint: the learning curve's reference line
 
@@ -136,7 +137,7 @@ def _fields(cfg: StudyConfig, spec: dict, lr: float, train: Path, valid: Path, o
     return {"model": spec["kind"], "model_config": spec.get("model_config", {}), "train": str(train),
             "valid": str(valid), "out": str(out), "batch_size": BATCH_SIZE, "window_ms": WINDOW_MS,
             "burn_in_ms": cfg.burn_in_ms, "lr": lr, "seed": cfg.seed, "threads": cfg.threads,
-            "batches_per_epoch": cfg.batches_per_epoch, "device": "cpu"}
+            "batches_per_epoch": cfg.batches_per_epoch, "device": cfg.device}
 
 
 def train_models(cfg: StudyConfig, root: Path, stores: dict[str, Path]) -> dict:
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study config (TOML, keys = StudyConfig fields; default configs/quality_study.toml)")
     p.add_argument("--out", type=Path, default=Path("runs/quality"), help="study folder (default runs/quality)")
     p.add_argument("--morphology", help="cell morphology: cell1, synthetic or a .asc/.swc file")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where models train (default cpu)")
     p.add_argument("--neuronio", metavar="DIR", help="folder of original NeuronIO pickles to score the final "
                    "models on as well")
     p.add_argument("--reference", metavar="RUN", help="run directory of a published checkpoint (`python -m "
