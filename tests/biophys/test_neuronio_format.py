@@ -249,3 +249,14 @@ def test_the_reference_pickle_gets_cell1_segment_names_by_matching(shared_data, 
                           timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "morphology 'synthetic'" in done.stderr
     assert not bad.exists()
+
+
+def test_cell1_is_the_default_morphology_only_when_cached(shared_data, tmp_path, monkeypatch):
+    from conventions.cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    assert neuronio_cli.default_morphology() is None
+    (tmp_path / "cache" / "morphologies").mkdir(parents=True)
+    (tmp_path / "cache" / "morphologies" / "cell1.asc").write_bytes(
+        (shared_data / "morphologies" / "cell1.asc").read_bytes())
+    assert neuronio_cli.default_morphology() == "cell1"
