@@ -131,8 +131,11 @@ def check_synapses(run: Run, store: NeuronIOStore) -> str:
     try:
         channel_index(run.layout, store_layout(store))
     except LayoutError as exc:
+        unnamed = (store.ds["synapse_section"].values.astype(str) == "unknown").all()
+        why = ("the store's segments are unnamed: import it again with `python -m biophys import-neuronio "
+               "--morphology M`" if unnamed else "the run was trained on another cell's synapses")
         raise AnalysisError(f"run {run.path} cannot be scored on store {store.path} ({_store_cell(store)}): {exc}; "
-                            "the run was trained on another cell's synapses") from None
+                            f"{why}") from None
     return f"ok: {run.layout.n_channels} channels mapped by segment and kind"
 
 

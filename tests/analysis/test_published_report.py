@@ -60,3 +60,13 @@ def test_a_published_run_on_a_store_of_another_cell_is_refused_in_one_line(tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cell 'fake-integrator'" in err
     assert "the store lacks 1278 of the run's 1278 channels, e.g. dend[0](0.5) exc" in err
+
+
+def test_a_store_imported_without_segment_names_says_how_to_name_them(shared_data, tmp_path, capsys):
+    from biophys.neuronio_format import import_neuronio
+
+    store = import_neuronio([shared_data / "reference_traces/original_l5pc_neuronio_seed77.p"], tmp_path / "r.zarr")
+    published = import_elmneuron(write_checkpoint(tmp_path / "ckpt"), tmp_path / "published")
+    assert main(["evaluate", str(published), "--data", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "segments are unnamed: import it again" in err and "--morphology" in err
