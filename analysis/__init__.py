@@ -6,11 +6,14 @@ soma clip, burn-in, spike matching, scores) come from :mod:`conventions`. Neithe
 imports it.
 
 - ``metrics``   ROC, TPR at fixed FPR, spike timing (coincidence factor), soma errors: pure NumPy functions
-- ``cost``      multiply-adds per simulated ms and inference speed
+- ``cost``      multiply-adds per simulated ms, batched inference speed, a store's simulation CPU time
 - ``evaluate``  one run scored on one store (compatibility checks, burn-in, threshold choice)
-- ``learned``   an ELM's τ_m and synaptic weights, joined to the store's synapses
+- ``learned``   an ELM's τ_m and effective synaptic weights, joined to the store's synapses
 - ``plots``     the figures, one PNG each
 - ``report``    several runs: report.md, metrics.json and figures, written whole and renamed into place
 - ``ablation``  sweeps that train one variant each and tabulate their scores; the toy cell of quick mode
-- ``__main__``  ``python -m analysis evaluate|report``
+- ``curves``    the learning curve: test scores against hours of training data, one line per model
+- ``study``     the quality study at scale (``scripts/quality_study.py``): data, nested subsets, training,
+                scoring; ``study_runs`` its runs (budgets, probes, skip and resume), ``study_report`` its costs
+- ``__main__``  ``python -m analysis evaluate|report|learning-curve``
 """
