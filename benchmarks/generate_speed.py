@@ -68,6 +68,7 @@ def main() -> None:
         "config": {"n_sims": cfg.n_sims, "duration_ms": cfg.duration_ms, "sims_per_task": cfg.sims_per_task,
                    "sim": dataclasses.asdict(cfg.sim)},
         "cpus": os.cpu_count(),
+        "load_average_1_5_15": list(os.getloadavg()),
         "workers_1": one,
         "workers_2": two,
         "scaling_2_over_1": round(two["sims_per_hour"] / one["sims_per_hour"], 2),
