@@ -172,17 +172,19 @@ def test_bad_checkpoints_are_refused_in_one_line(tmp_path):
         read_checkpoint_dir(folder)
 
 
-def test_the_cli_imports_and_refuses_in_one_line(tmp_path):
+def test_the_cli_imports_and_refuses_in_one_line(tmp_path, capsys):
+    from surrogate.cli import main
+
     folder = write_checkpoint(tmp_path / "ckpt")
     (folder / "eval_results.json").unlink()
-    cmd = [sys.executable, "-m", "surrogate", "import-elmneuron", str(folder), "--out", str(tmp_path / "run")]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "eval_results.json missing" in done.stderr
+    argv = ["import-elmneuron", str(folder), "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eval_results.json missing" in err
     assert not (tmp_path / "run").exists()
     (folder / "eval_results.json").write_text(json.dumps(EVAL))
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "surrogate", *argv], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert load_run(tmp_path / "run").layout == neuronio_layout()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 2 and "already exists and is not empty" in done.stderr
+    assert main(argv) == 2 and "already exists and is not empty" in capsys.readouterr().err
     assert not list(tmp_path.glob(".run.tmp-*"))
