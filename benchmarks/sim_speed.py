@@ -49,7 +49,8 @@ CELL1 = REPO.parent / "shared" / "data" / "morphologies" / "cell1.asc"
 BASELINE_NAME = "baseline_fixed_dt0.025_be"
 BASELINE = SimConfig(dt_ms=0.025, method="fixed", secondorder=0)
 CN12 = {"dt_ms": 1 / 12, "secondorder": 2}
-NEURON_CN12, NEW_DEFAULT, PORTABLE = "fixed_dt0.0833_cn", "coreneuron_fixed_dt0.0833_cn", "coreneuron_portable_fixed_dt0.0833_cn"
+NEURON_CN12, NEW_DEFAULT = "fixed_dt0.0833_cn", "coreneuron_fixed_dt0.0833_cn"
+PORTABLE = "coreneuron_portable_fixed_dt0.0833_cn"
 #: Candidates, cheapest last. Fixed steps are 1/n ms (the simulator's rule: 1 ms bins fall on steps).
 CANDIDATES = {
     "cvode_atol1e-3": SimConfig(method="cvode", cvode_atol=1e-3),
@@ -176,7 +177,8 @@ def main() -> None:
         envs[f"coreneuron_flags_{name}"] = {flags.FLAGS_ENV: value}
     with CellSimulator(cell, BASELINE) as sim:
         segments = sim.synapses[sim.synapses["kind"] == "exc"]
-        draws = [draw_inputs(InputConfig(), segments, args.duration_ms, np.random.default_rng(seed)) for seed in args.seeds]
+        draws = [draw_inputs(InputConfig(), segments, args.duration_ms, np.random.default_rng(seed))
+                 for seed in args.seeds]
         morphology, n_synapses = sim.provenance()["morphology"], sim.n_synapses
     inputs = [[np.flatnonzero(row).astype(np.float64) for row in spikes] for spikes in draws]
     seconds = len(args.seeds) * args.duration_ms / 1000.0

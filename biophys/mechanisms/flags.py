@@ -7,12 +7,15 @@ and a cache shared by the nodes of a cluster keeps one build per CPU type. Setti
 :data:`PORTABLE_ENV` to 1 builds with :data:`PORTABLE_FLAGS` instead (same maths, baseline x86-64/arm64
 instructions), whose key holds only the machine architecture.
 
-Why these flags (measured on cell1 under NeuronIO input; ``benchmarks/sim_speed.py``): the gain comes from
-vectorising the mechanisms' rate functions, whose ``exp`` calls can only become SIMD calls into glibc's libmvec
-when the compiler may drop ``errno`` (``-fno-math-errno``) and glibc declares the vector variants, which its
-``math.h`` does only under ``__FAST_MATH__``. ``-ffast-math`` as a whole would also assume no NaN or infinity
-exists (``-ffinite-math-only``), removing the checks that let a diverging simulation show as NaN, and would let
-the compiler reassociate sums (``-fassociative-math``); neither is needed for the vectorisation.
+Why these flags: the gain comes from vectorising the mechanisms' rate functions, whose ``exp`` (and ``pow``)
+calls become SIMD calls into glibc's libmvec only when the compiler may drop ``errno`` (``-fno-math-errno``) and
+glibc's ``math.h`` declares the vector variants, which it does only under ``__FAST_MATH__`` (defined here by
+hand; the other headers that read it only set ``math_errhandling`` to 0 and pick NaN-checking variants).
+``-fno-trapping-math`` lets loops with branches (the rate singularities) be if-converted and vectorised; this
+code never enables floating-point traps. ``-ffast-math`` as a whole runs no faster (``benchmarks/sim_speed.py
+--flag-sets`` compares sets) and would also assume no NaN or infinity exists (``-ffinite-math-only``), removing
+the checks that let a diverging simulation show as NaN, and let the compiler reassociate sums
+(``-fassociative-math``, ``-freciprocal-math``); without ``__FAST_MATH__`` it vectorises nothing.
 """
 
 from __future__ import annotations
