@@ -9,7 +9,7 @@ Stages, each skipped where its output exists, so re-running the same command con
 3. a probe per model measuring its step and validation times (OUT/probes), which size every schedule;
 4. learning rates: a model given ``lr_grid`` is trained on the smallest subset with each, and the lowest
    validation loss picks its rate (OUT/lr_grid);
-5. the curve's runs OUT/curve/<model>/sims_<k>, each within a wall budget proportional to its data
+5. the curve's runs OUT/curve/<model>/<model>_sims<k>, each within a wall budget proportional to its data
    (finished runs skipped, unfinished ones resumed from their checkpoints);
 6. OUT/learning_curve (:mod:`analysis.curves`), OUT/report (:func:`analysis.report.write_report` of the models
    trained on all data), optionally their scores on original NeuronIO pickles imported with ``python -m biophys
@@ -160,7 +160,8 @@ def train_models(cfg: StudyConfig, root: Path, stores: dict[str, Path]) -> dict:
         model["lr"] = lr
         for k in sizes:
             budget = budget_s(k, n_all, cfg.wall_s_all, cfg.wall_s_min)
-            fields = _fields(cfg, spec, lr, subsets[k], stores["valid"], root / "curve" / name / f"sims_{k:05d}")
+            out = root / "curve" / name / f"{name}_sims{k:05d}"
+            fields = _fields(cfg, spec, lr, subsets[k], stores["valid"], out)
             fields["epochs"] = timing.epochs(budget, cfg.batches_per_epoch)
             print(f"== {name} on {k} simulations", flush=True)
             try:
