@@ -6,7 +6,8 @@ Stages, each skipped where its output exists, so re-running the same command con
 1. ``python -m biophys generate`` (a subprocess; the dataset default integration) into OUT/data/{train,valid,test}
    .zarr, from fixed seeds; generate itself resumes from its finished shards;
 2. nested subsets: the first k simulations of the training store (:func:`analysis.study_runs.subset_store`);
-3. a probe per model measuring its step and validation times (OUT/probes), which size every schedule;
+3. a probe per model measuring its step and validation times on all the data (OUT/probes), which size every
+   schedule;
 4. learning rates: a model given ``lr_grid`` is trained on the smallest subset with each, and the lowest
    validation loss picks its rate (OUT/lr_grid);
 5. the curve's runs OUT/curve/<model>/<model>_sims<k>, each within a wall budget proportional to its data
@@ -150,7 +151,9 @@ def train_models(cfg: StudyConfig, root: Path, stores: dict[str, Path]) -> dict:
     for name, spec in cfg.models.items():
         first_lr = spec.get("lr", (spec.get("lr_grid") or [None])[0])
         print(f"== {name}: probing step times", flush=True)
-        timing = probe(_fields(cfg, spec, first_lr, smallest, stores["valid"], root / "probes" / name),
+        # on all the data: where the step is slowest (read from disk when the store outgrows the memory), so
+        # that smaller runs end their schedules early rather than have the wall budget cut them
+        timing = probe(_fields(cfg, spec, first_lr, stores["train"], stores["valid"], root / "probes" / name),
                        cfg.probe_batches)
         model = {"probe": dataclasses.asdict(timing), "published_schedule_h": timing.published_schedule_h(),
                  "runs": {}}
