@@ -8,7 +8,8 @@ back. What CoreNEURON needs of the model (NEURON, "CoreNEURON compatibility" and
 ``cvode.cache_efficient(1)``; every NetCon delay > 0, since the smallest delay is its event-exchange interval
 (the input NetCons have no source, so their delay never shifts an event queued with ``NetCon.event``); a
 maximum step for that interval (``set_maxstep``); Vectors that record at every step (one recorded at an interval
-or at given times comes back with its t = 0 sample only).
+or at given times comes back with its t = 0 sample only), so the 1 ms recordings (nexus, dendrites) hold every
+step while a run lasts (8 bytes per step per recorded segment) and are subsampled after it.
 
 Where CoreNEURON cannot run (CVode; a NEURON without CoreNEURON; a library that does not compile),
 :func:`choose` falls back to NEURON and says so in one line on stderr. This module never imports NEURON's ``h``;

@@ -159,7 +159,10 @@ def _compile(cache_dir: Path | None, source_dir: Path | None, flags: str | None)
         try:
             for source in sources:
                 shutil.copy2(source, staging / source.name)
-            _run_nrnivmodl(staging, sources, flags)
+            if flags is None:
+                _run_nrnivmodl(staging, sources)
+            else:
+                _run_nrnivmodl(staging, sources, flags)
             # mkdtemp makes the folder private; give it the cache's own mode so a shared cache stays usable.
             staging.chmod(cache.stat().st_mode & 0o777)
             if target.exists():
