@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -e '.[dev]'
 	$(BIN)/python -m biophys.mechanisms.build
+	$(BIN)/python -m biophys.mechanisms.build --coreneuron || echo "CoreNEURON build failed: simulations will fall back to NEURON"
 	@touch $(STAMP)
 
 mechanisms: setup
