@@ -197,6 +197,8 @@ class CellSimulator:
     def _make_recordings(self, h) -> None:
         self._soma = Probe("soma", h, self.segment("soma")._ref_v)
         self._recordings["t"] = recording(h, h._ref_t, None)
+        # made now so that a cell holds its recordings from the start; each run remakes them for its engine
+        self._record_per_ms(h, every_step=False)
 
     def _record_per_ms(self, h, every_step: bool) -> None:
         """(Re)make the 1 ms recordings (nexus, dendrites if asked) for the next run: at 1 ms intervals, or at
