@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from analysis import cost
 from analysis.curves import write_learning_curve
 from analysis.evaluate import AnalysisError, evaluate_run
 from analysis.report import write_report
@@ -60,10 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU threads for PyTorch inference; the speed metrics depend on it and record it "
                        "(default: PyTorch's choice)")
 
+    def speed(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--speed-batch", type=_positive, default=cost.SPEED_BATCH, metavar="N",
+                       help="simulations per forward pass when timing batched inference over "
+                       f"{cost.SPEED_SIMS} whole simulations (default {cost.SPEED_BATCH}); the report states it")
+
     ev = sub.add_parser("evaluate", help="score one run; print or write its metrics as JSON",
                         description="Score one training run on a store and print its metrics as JSON.")
     ev.add_argument("run", metavar="RUN", help="run directory written by `python -m surrogate train`")
     common(ev)
+    speed(ev)
     ev.add_argument("--out", metavar="FILE", help="write the metrics JSON to FILE instead of stdout")
     ev.set_defaults(func=_evaluate)
 
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "OUT/metrics.json and OUT/figures/*.png.")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `python -m surrogate train`")
     common(rep)
+    speed(rep)
     rep.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
     rep.set_defaults(func=_report)
 
@@ -89,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    result = evaluate_run(args.run, args.data, burn_in_ms=args.burn_in, valid_store=args.valid)
+    result = evaluate_run(args.run, args.data, burn_in_ms=args.burn_in, valid_store=args.valid,
+                          speed_batch=args.speed_batch)
     if result["unfinished"]:
         print(f"note: {result['unfinished']}", file=sys.stderr)
     text = json.dumps(result, indent=2) + "\n"
@@ -107,7 +116,9 @@ def _report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"--out {out} exists and is not a directory")
-    print(f"wrote {write_report(args.runs, args.data, out, valid_store=args.valid, burn_in_ms=args.burn_in)}")
+    report = write_report(args.runs, args.data, out, valid_store=args.valid, burn_in_ms=args.burn_in,
+                          speed_batch=args.speed_batch)
+    print(f"wrote {report}")
 
 
 def _learning_curve(args: argparse.Namespace) -> None:

@@ -189,6 +189,15 @@ def _timing_inputs(pred: dict) -> tuple[list[np.ndarray], list[np.ndarray], list
     return true, list(pred["spike_prob"]), [offset] * len(true)
 
 
+def _timing(true: list[np.ndarray], probs: list[np.ndarray], offsets: list[float], threshold: float | None) -> dict:
+    """:func:`analysis.metrics.spike_timing` at ``threshold``; with no threshold, its keys with the thresholded
+    values (threshold, n_pred, n_coincident, precision, recall, Γ) undefined rather than zero."""
+    if threshold is not None:
+        return metrics.spike_timing(true, probs, threshold, offsets)
+    undefined = dict.fromkeys(("threshold", "n_pred", "n_coincident", "precision", "recall", "coincidence_factor"))
+    return {**undefined, "window_ms": metrics.COINCIDENCE_WINDOW_MS, "n_true": int(sum(len(t) for t in true))}
+
+
 def score(pred: dict) -> dict:
     """Spike and voltage metrics of one prediction dict (see :func:`surrogate.predict.predict_store`)."""
     fpr, tpr = metrics.roc(pred["spike_true"], pred["spike_prob"]) if pred["spike_true"].any() else (None, None)
@@ -227,13 +236,14 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
         valid_data = load_arrays(valid_store) if valid_data is None else valid_data
         check_layout(run, valid_data, valid_store)
         valid_pred = predict_store(run.model, valid_data, burn_in_ms)
-        threshold = metrics.choose_threshold(*_timing_inputs(valid_pred))
+        threshold, unsupported = metrics.supported_threshold(*_timing_inputs(valid_pred))
         source = f"validation store {valid_store.path}"
     else:
-        threshold = metrics.choose_threshold(true, probs, offsets)
+        threshold, unsupported = metrics.supported_threshold(true, probs, offsets)
         source = "the evaluated store itself (no validation store given): optimistic"
-    timing = metrics.spike_timing(true, probs, threshold, offsets)
+    timing = _timing(true, probs, offsets, threshold)
     timing["threshold_source"] = source
+    timing["threshold_unsupported"] = None if unsupported is None else f"the {source.split(' (')[0]} {unsupported}"
 
     macs, macs_method = cost.macs_per_ms(run.model, data.n_synapses)
     neuron_wall, neuron_reason = cost.neuron_wall_seconds(store.provenance)
@@ -266,9 +276,9 @@ def evaluate(run: Run, store: NeuronIOStore, burn_in_ms: int | None = None,
 
 
 def evaluate_run(run_dir: str | Path, store_path: str | Path, burn_in_ms: int | None = None,
-                 valid_store: str | Path | None = None) -> dict:
+                 valid_store: str | Path | None = None, speed_batch: int = cost.SPEED_BATCH) -> dict:
     """Score the run in ``run_dir`` on every whole simulation of ``store_path`` after ``burn_in_ms`` (None: the
-    run's own, :func:`run_burn_in`).
+    run's own, :func:`run_burn_in`); ``speed_batch`` simulations per forward pass in the speed measurement.
 
     Returns:
         JSON-ready dict: spike_auc, tpr_at_fpr {"0.25%", "1.00%"}, rmse_mV, mae_mV, explained_variance,
@@ -282,7 +292,7 @@ def evaluate_run(run_dir: str | Path, store_path: str | Path, burn_in_ms: int | 
     run = open_run(run_dir)
     store = open_store(store_path)
     valid = open_store(valid_store) if valid_store is not None else None
-    return evaluate(run, store, burn_in_ms, valid).metrics
+    return evaluate(run, store, burn_in_ms, valid, speed_batch=speed_batch).metrics
 
 
 def json_safe(obj):

@@ -156,6 +156,33 @@ def choose_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offset_
     return best
 
 
+#: fewest output spikes a split must hold for a spike threshold chosen on it to mean anything; below this the
+#: timing metrics (Γ, precision, recall) are not reported rather than printed as zeros
+MIN_THRESHOLD_SPIKES = 10
+
+
+def supported_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offset_ms: list[float],
+                        min_spikes: int = MIN_THRESHOLD_SPIKES,
+                        window_ms: float = COINCIDENCE_WINDOW_MS) -> tuple[float | None, str | None]:
+    """:func:`choose_threshold`, or why the split cannot support a threshold (arguments as :func:`spike_timing`).
+
+    A split with fewer than ``min_spikes`` output spikes in all, or on which no candidate threshold predicts spikes
+    better than chance (best Γ ≤ 0), gives no usable threshold.
+
+    Returns:
+        (threshold, None), or (None, the reason as a phrase about the split).
+    """
+    n_spikes = int(sum(len(t) for t in true_ms))
+    if n_spikes < min_spikes:
+        return None, (f"holds {n_spikes} output spike(s) in {len(true_ms)} simulation(s), too few to choose a "
+                      f"spike threshold on (needs ≥ {min_spikes})")
+    threshold = choose_threshold(true_ms, probs, offset_ms, window_ms=window_ms)
+    gamma = spike_timing(true_ms, probs, threshold, offset_ms, window_ms)["coincidence_factor"]
+    if not gamma > 0:
+        return None, f"gives no threshold that predicts its {n_spikes} spikes better than chance (best Γ {gamma:.3f})"
+    return threshold, None
+
+
 # -------------------------------------------------------------------------------------------- voltage
 
 

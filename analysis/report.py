@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import learned, metrics, plots
+from analysis import cost, learned, metrics, plots
 from analysis.evaluate import (AnalysisError, Evaluation, check_layout, evaluate, load_arrays, open_run,
                                open_store, run_burn_in)
 from biophys.dataset import NeuronIOStore
@@ -131,9 +131,10 @@ def _trace_figure(names: list[str], evaluations: list[Evaluation], data: NeuronI
     voltages, spikes = {}, {}
     for n, ev in zip(names, evaluations):
         voltages[n] = ev.predictions["soma_pred_mv"][sim, rows]
-        bins = metrics.predicted_spike_bins(ev.predictions["spike_prob"][sim, rows],
-                                            ev.metrics["spike_timing"]["threshold"])
-        spikes[n] = window.start + bin_centre_ms(bins)
+        threshold = ev.metrics["spike_timing"]["threshold"]
+        if threshold is not None:  # no usable threshold: no predicted spikes to mark
+            spikes[n] = window.start + bin_centre_ms(metrics.predicted_spike_bins(
+                ev.predictions["spike_prob"][sim, rows], threshold))
     sim_id = int(data.sim_ids[sim])
     path = plots.plot_traces(np.arange(window.start, window.stop, dtype=np.float64), data.soma_mv[sim, window],
                              voltages, data.spikes[sim, window], data.signs, true_spikes, spikes,
@@ -238,6 +239,8 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f" ({first['speed']['torch_threads']} torch thread(s)).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
+    lines += [f"- Γ, precision and recall of {n}: not reported, because {r['spike_timing']['threshold_unsupported']}."
+              for n, r in zip(names, results) if r["spike_timing"].get("threshold_unsupported")]
     published = published_table(names, results)
     if published is not None:
         lines += ["", "## Published checkpoints", "",
@@ -294,11 +297,13 @@ def _install(tmp: Path, out_dir: Path) -> None:
 
 
 def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: str | Path,
-                 valid_store: str | Path | None = None, burn_in_ms: int | None = None) -> Path:
+                 valid_store: str | Path | None = None, burn_in_ms: int | None = None,
+                 speed_batch: int = cost.SPEED_BATCH) -> Path:
     """Evaluate every run on ``store_path`` and write ``metrics.json``, ``report.md`` and ``figures/*.png``.
 
     ``burn_in_ms`` None takes the longest burn-in the runs were trained with (:func:`run_burn_in`), so every
     run is scored on the same bins and none inside its own burn-in. An unfinished run is scored and marked so.
+    ``speed_batch``: simulations per forward pass of the inference-speed measurement.
 
     Returns:
         the path of report.md.
@@ -318,7 +323,8 @@ def write_report(run_dirs: list[str | Path], store_path: str | Path, out_dir: st
     data = load_arrays(store)
     valid_data = load_arrays(valid) if valid is not None else None
     burn_in_ms = max(run_burn_in(run) for run in runs) if burn_in_ms is None else burn_in_ms
-    evaluations = [evaluate(run, store, burn_in_ms, valid, data=data, valid_data=valid_data) for run in runs]
+    evaluations = [evaluate(run, store, burn_in_ms, valid, data=data, valid_data=valid_data, speed_batch=speed_batch)
+                   for run in runs]
     names = _unique_names(evaluations)
     results = [dict(ev.metrics, name=n) for n, ev in zip(names, evaluations)]
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from analysis import evaluate as ev
+from analysis import metrics
 from analysis.__main__ import main
 from analysis.report import write_report
 from biophys.dataset import NeuronIOStore
@@ -180,11 +181,14 @@ def test_cell_identity_ignores_paths_but_not_file_contents():
 def test_cli_evaluate_and_report(tmp_path, stores, capsys):
     test, valid = stores
     run = make_run(tmp_path / "r", "tcn", test)
-    assert main(["evaluate", str(run), "--data", str(test), "--threads", "1", "--out", str(tmp_path / "m.json")]) == 0
+    assert main(["evaluate", str(run), "--data", str(test), "--threads", "1", "--speed-batch", "8",
+                 "--out", str(tmp_path / "m.json")]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["model"] == "tcn" and result["speed"]["torch_threads"] == 1
-    assert main(["report", str(run), "--data", str(test), "--valid", str(valid), "--out", str(tmp_path / "rep")]) == 0
-    assert (tmp_path / "rep" / "report.md").exists()
+    assert result["speed"]["batch_size"] == 8
+    assert main(["report", str(run), "--data", str(test), "--valid", str(valid), "--speed-batch", "32",
+                 "--out", str(tmp_path / "rep")]) == 0
+    assert "in batches of 32" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_cli_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, stores, capsys):
@@ -208,7 +212,7 @@ def test_cli_help_explains_every_option(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
-        for option in ("--data", "--valid", "--burn-in", "--threads", "--out"):
+        for option in ("--data", "--valid", "--burn-in", "--threads", "--speed-batch", "--out"):
             assert option in text
 
 
@@ -240,12 +244,14 @@ class FakeCellOracle(torch.nn.Module):
 
 
 def test_an_exact_model_gets_the_best_possible_scores(tmp_path, stores):
-    test, valid = stores
+    test, _ = stores
+    valid = fake_store(tmp_path / "valid_many.zarr", n_sims=8, n_time=2000, seed=2)  # enough spikes for a threshold
     store = NeuronIOStore(test)
     run = Run(path=tmp_path / "oracle", config={"model": "oracle"}, metrics={}, history=[],
               model=FakeCellOracle(store.n_synapses), data_provenance={})
     result = ev.evaluate(run, store, valid_store=NeuronIOStore(valid)).metrics
     assert result["spike_timing"]["n_true"] > 0
+    assert result["spike_timing"]["threshold_unsupported"] is None
     assert result["spike_auc"] == 1.0
     assert result["tpr_at_fpr"] == {"0.25%": 1.0, "1.00%": 1.0}
     assert result["rmse_mV"] < 1e-4 and result["mae_mV"] < 1e-4
@@ -355,3 +361,40 @@ def test_a_run_is_scored_by_its_recorded_synapse_layout_and_refused_where_the_st
     renamed = SynapseLayout(("elsewhere(0.5)",) + own.segments[1:], own.kinds)
     with pytest.raises(ev.AnalysisError, match="cannot be scored on store .*lacks 1 of the run's 16 channels"):
         ev.evaluate(run_with(renamed, "renamed"), store)
+
+
+def test_a_split_too_sparse_for_a_threshold_is_said_so_not_scored_as_zeros(tmp_path, stores, monkeypatch):
+    test, valid = stores
+    store, valid_store = NeuronIOStore(test), NeuronIOStore(valid)
+    run = Run(path=tmp_path / "oracle", config={"model": "oracle"}, metrics={}, history=[],
+              model=FakeCellOracle(store.n_synapses), data_provenance={})
+    # every split is too sparse now
+    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.COINCIDENCE_WINDOW_MS))
+    timing = ev.evaluate(run, store, valid_store=valid_store).metrics["spike_timing"]
+    assert timing["threshold"] is None and timing["precision"] is None and timing["coincidence_factor"] is None
+    assert "too few to choose a spike threshold" in timing["threshold_unsupported"]
+    assert timing["threshold_unsupported"].startswith("the validation store")
+    assert timing["n_true"] > 0
+
+
+def test_supported_threshold_refuses_sparse_and_chance_level_splits():
+    true = [np.array([150.6, 420.6, 800.6])]
+    probs = np.zeros(1000)
+    probs[[150, 420, 800]] = 0.9
+    threshold, reason = metrics.supported_threshold(true, [probs], [0.0], min_spikes=3)
+    assert reason is None and 0.0 < threshold < 0.9
+    assert metrics.supported_threshold(true, [probs], [0.0], min_spikes=4)[1].startswith("holds 3 output spike(s)")
+    far = np.zeros(1000)
+    far[[50, 300, 600]] = 0.9  # confident, and always far from the true spikes
+    threshold, reason = metrics.supported_threshold(true, [far], [0.0], min_spikes=3)
+    assert threshold is None and "better than chance" in reason
+
+
+def test_report_states_why_timing_metrics_are_missing(tmp_path, stores, monkeypatch):
+    test, valid = stores
+    runs = [make_run(tmp_path / "runs" / "belm", "branch-elm", test)]
+    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.COINCIDENCE_WINDOW_MS))
+    text = write_report(runs, test, tmp_path / "report", valid_store=valid).read_text()
+    assert "Γ, precision and recall of belm: not reported, because the validation store" in text
+    row = next(line for line in text.splitlines() if line.startswith("| belm |"))
+    assert "| n/a | n/a | n/a |" in row and "0.000" not in row
