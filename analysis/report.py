@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import cost, learned, metrics, plots
+from analysis.report_tables import learning_notes, lookup, metrics_table, published_table
 from analysis.evaluate import (AnalysisError, Evaluation, check_layout, evaluate, load_arrays, open_run,
                                open_store, run_burn_in)
 from biophys.dataset import NeuronIOStore
@@ -39,71 +40,6 @@ def _unique_names(evaluations: list[Evaluation]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return names
-
-
-def _fmt(value, digits: int = 3, percent: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    if percent:
-        return f"{100 * value:.1f} %"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.{digits}f}"
-
-
-def _fmt_speed(speed: dict) -> tuple[str, str]:
-    rate = f"{speed['simulated_s_per_wall_s']:.3g}"
-    ratio = "n/a" if speed["speedup_vs_neuron"] is None else f"{speed['speedup_vs_neuron']:.3g}×"
-    return rate, ratio
-
-
-def run_label(name: str, result: dict) -> str:
-    """A run's name in tables, marked when it holds published weights (an imported checkpoint)."""
-    return f"{name} (published)" if result.get("published") else name
-
-
-def metrics_table(names: list[str], results: list[dict]) -> str:
-    """The Markdown table of the main metrics, one row per run (imported checkpoints labelled published)."""
-    header = ("| run | model | params | MACs/ms | spike AUC | TPR @ 0.25 % FPR | TPR @ 1 % FPR | RMSE (mV) | "
-              "MAE (mV) | expl. var. | Γ (±2 ms) | precision | recall | sim s / wall s | vs NEURON |")
-    rows = [header, "|" + "---|" * (header.count("|") - 1)]
-    for name, r in zip(names, results):
-        timing = r["spike_timing"]
-        rate, ratio = _fmt_speed(r["speed"])
-        rows.append(
-            f"| {run_label(name, r)} | {r['model']} | {_fmt(r['params'])} | {_fmt(r['macs_per_ms'])} | {_fmt(r['spike_auc'], 4)} "
-            f"| {_fmt(r['tpr_at_fpr']['0.25%'], percent=True)} | {_fmt(r['tpr_at_fpr']['1.00%'], percent=True)} "
-            f"| {_fmt(r['rmse_mV'])} | {_fmt(r['mae_mV'])} | {_fmt(r['explained_variance'])} "
-            f"| {_fmt(timing['coincidence_factor'])} | {_fmt(timing['precision'])} | {_fmt(timing['recall'])} "
-            f"| {rate} | {ratio} |"
-        )
-    return "\n".join(rows)
-
-
-PUBLISHED_ROWS = (("spike AUC", ("spike_auc",), 4, False), ("TPR @ 0.25 % FPR", ("tpr_at_fpr", "0.25%"), 3, True),
-                  ("TPR @ 1 % FPR", ("tpr_at_fpr", "1.00%"), 3, True), ("RMSE (mV)", ("rmse_mV",), 3, False),
-                  ("MAE (mV)", ("mae_mV",), 3, False), ("expl. var.", ("explained_variance",), 3, False))
-
-
-def _lookup(record: dict | None, keys: tuple[str, ...]):
-    for key in keys:
-        record = record.get(key) if isinstance(record, dict) else None
-    return record
-
-
-def published_table(names: list[str], results: list[dict]) -> str | None:
-    """For the imported checkpoints among the runs: each metric as published (the authors' test split of the
-    original NeuronIO data) beside the one measured here; None when no run is an imported checkpoint."""
-    rows = [(n, r) for n, r in zip(names, results) if r.get("published")]
-    if not rows:
-        return None
-    header = "| metric | " + " | ".join(f"{n}: published | {n}: here" for n, _ in rows) + " |"
-    lines = [header, "|" + "---|" * (1 + 2 * len(rows))]
-    for label, keys, digits, percent in PUBLISHED_ROWS:
-        cells = [f"{_fmt(_lookup(r['published'].get('test'), keys), digits, percent)} | "
-                 f"{_fmt(_lookup(r, keys), digits, percent)}" for _, r in rows]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _file_stem(name: str) -> str:
@@ -173,8 +109,8 @@ def _tradeoff_point(name: str, result: dict) -> dict:
     """One run's point of :func:`analysis.plots.plot_cost_tradeoff`, with its published test metrics if any."""
     published = None
     if result.get("published"):
-        published = {"auc": _lookup(result["published"], ("test", "spike_auc")),
-                     "rmse_mV": _lookup(result["published"], ("test", "rmse_mV"))}
+        published = {"auc": lookup(result["published"], ("test", "spike_auc")),
+                     "rmse_mV": lookup(result["published"], ("test", "rmse_mV"))}
     return {"name": name, "params": result["params"], "auc": result["spike_auc"], "rmse_mV": result["rmse_mV"],
             "published": published}
 
@@ -239,6 +175,7 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         f" ({first['speed']['torch_threads']} torch thread(s)).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
+    lines += learning_notes(names, results)
     lines += [f"- Γ, precision and recall of {n}: not reported, because {r['spike_timing']['threshold_unsupported']}."
               for n, r in zip(names, results) if r["spike_timing"].get("threshold_unsupported")]
     published = published_table(names, results)
