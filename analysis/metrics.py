@@ -159,15 +159,18 @@ def choose_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offset_
 #: fewest output spikes a split must hold for a spike threshold chosen on it to mean anything; below this the
 #: timing metrics (Γ, precision, recall) are not reported rather than printed as zeros
 MIN_THRESHOLD_SPIKES = 10
+#: a best Γ below this on the threshold's split (0: chance; 1: every spike within ±2 ms and none spurious) means
+#: no threshold makes the prediction's spikes meaningful, and timing metrics at it would read as zeros
+MIN_THRESHOLD_GAMMA = 0.1
 
 
 def supported_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offset_ms: list[float],
-                        min_spikes: int = MIN_THRESHOLD_SPIKES,
+                        min_spikes: int = MIN_THRESHOLD_SPIKES, min_gamma: float = MIN_THRESHOLD_GAMMA,
                         window_ms: float = COINCIDENCE_WINDOW_MS) -> tuple[float | None, str | None]:
     """:func:`choose_threshold`, or why the split cannot support a threshold (arguments as :func:`spike_timing`).
 
-    A split with fewer than ``min_spikes`` output spikes in all, or on which no candidate threshold predicts spikes
-    better than chance (best Γ ≤ 0), gives no usable threshold.
+    A split with fewer than ``min_spikes`` output spikes in all, or on which no candidate threshold reaches a
+    coincidence factor of ``min_gamma``, gives no usable threshold.
 
     Returns:
         (threshold, None), or (None, the reason as a phrase about the split).
@@ -178,8 +181,9 @@ def supported_threshold(true_ms: list[np.ndarray], probs: list[np.ndarray], offs
                       f"spike threshold on (needs ≥ {min_spikes})")
     threshold = choose_threshold(true_ms, probs, offset_ms, window_ms=window_ms)
     gamma = spike_timing(true_ms, probs, threshold, offset_ms, window_ms)["coincidence_factor"]
-    if not gamma > 0:
-        return None, f"gives no threshold that predicts its {n_spikes} spikes better than chance (best Γ {gamma:.3f})"
+    if not gamma >= min_gamma:
+        return None, (f"gives no threshold at which the predicted spikes match its {n_spikes} spikes (best Γ "
+                      f"{gamma:.3f}, below {min_gamma:g})")
     return threshold, None
 
 

@@ -369,7 +369,7 @@ def test_a_split_too_sparse_for_a_threshold_is_said_so_not_scored_as_zeros(tmp_p
     run = Run(path=tmp_path / "oracle", config={"model": "oracle"}, metrics={}, history=[],
               model=FakeCellOracle(store.n_synapses), data_provenance={})
     # every split is too sparse now
-    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.COINCIDENCE_WINDOW_MS))
+    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.MIN_THRESHOLD_GAMMA, metrics.COINCIDENCE_WINDOW_MS))
     timing = ev.evaluate(run, store, valid_store=valid_store).metrics["spike_timing"]
     assert timing["threshold"] is None and timing["precision"] is None and timing["coincidence_factor"] is None
     assert "too few to choose a spike threshold" in timing["threshold_unsupported"]
@@ -387,13 +387,13 @@ def test_supported_threshold_refuses_sparse_and_chance_level_splits():
     far = np.zeros(1000)
     far[[50, 300, 600]] = 0.9  # confident, and always far from the true spikes
     threshold, reason = metrics.supported_threshold(true, [far], [0.0], min_spikes=3)
-    assert threshold is None and "better than chance" in reason
+    assert threshold is None and "below 0.1" in reason
 
 
 def test_report_states_why_timing_metrics_are_missing(tmp_path, stores, monkeypatch):
     test, valid = stores
     runs = [make_run(tmp_path / "runs" / "belm", "branch-elm", test)]
-    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.COINCIDENCE_WINDOW_MS))
+    monkeypatch.setattr(metrics.supported_threshold, "__defaults__", (10**6, metrics.MIN_THRESHOLD_GAMMA, metrics.COINCIDENCE_WINDOW_MS))
     text = write_report(runs, test, tmp_path / "report", valid_store=valid).read_text()
     assert "Γ, precision and recall of belm: not reported, because the validation store" in text
     row = next(line for line in text.splitlines() if line.startswith("| belm |"))
