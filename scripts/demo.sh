@@ -12,8 +12,10 @@ DATA="$OUT/data"
 start=$(date +%s)
 stage() { printf '\n=== [%4ds] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
-# Hay et al.'s cell1 when `python -m biophys fetch-morphology` has cached it (sha256-checked), else the synthetic L5PC.
-if $PY -c "import sys; from biophys.morphology import MorphologyError, morphology_file
+# DEMO_MORPHOLOGY when set, else Hay et al.'s cell1 when `python -m biophys fetch-morphology` has cached it (sha256-checked), else the synthetic L5PC.
+if [ -n "${DEMO_MORPHOLOGY:-}" ]; then
+    MORPHOLOGY=$DEMO_MORPHOLOGY
+elif $PY -c "import sys; from biophys.morphology import MorphologyError, morphology_file
 try: morphology_file('l5pc', 'cell1')
 except MorphologyError: sys.exit(1)" 2>/dev/null; then
     MORPHOLOGY=cell1
@@ -23,7 +25,7 @@ fi
 
 mkdir -p "$DATA"
 stage "1/4 simulating the cell (NEURON, morphology $MORPHOLOGY) on random synaptic input"
-for split in train:1:${DEMO_TRAIN_SIMS:-16} valid:2:${DEMO_VALID_SIMS:-4} test:3:${DEMO_TEST_SIMS:-4}; do
+for split in train:1:${DEMO_TRAIN_SIMS:-48} valid:2:${DEMO_VALID_SIMS:-8} test:3:${DEMO_TEST_SIMS:-8}; do
     IFS=: read -r name seed n <<<"$split"
     $PY -m biophys generate --config configs/demo.toml --morphology "$MORPHOLOGY" --out "$DATA/$name.zarr" \
         --n-sims "$n" --seed "$seed" --workers "$WORKERS"
