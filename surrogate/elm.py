@@ -10,6 +10,8 @@ Spieler et al., "The Expressive Leaky Memory Neuron" (ICLR 2024). One time step 
     readout     y_t = W_y m_t + b_y
 
 with κ = exp(−Δt/τ), w_s = relu(ŵ_s), τ_m = τ_min + (τ_max − τ_min) sigmoid(p). States start at zero.
+τ_min = τ_max is allowed and means every τ_m is that constant (the paper's fixed-τ ablation; then τ_m cannot be
+learned).
 
 `elm_step` is the plain reference for one step and `elm_forward_reference` its loop over time; the `ELM`
 module runs the equivalent fast path of `surrogate.elm_fused` by default.
@@ -55,7 +57,7 @@ class ELMConfig:
     lambda_value: float = 5.0  # memory update scale λ (dimensionless)
     tau_s_ms: float = 5.0  # synapse trace (v1) / branch trace (v2) time constant
     tau_m_min_ms: float = 1.0  # lower bound of the memory time constants
-    tau_m_max_ms: float = 150.0  # upper bound of the memory time constants
+    tau_m_max_ms: float = 150.0  # upper bound of the memory time constants; = tau_m_min_ms: all τ_m constant
     learn_tau_m: bool = False  # train the τ_m logits p (the public release freezes them)
     version: int = 1  # 1: per-synapse traces, gain λ(1 − κ_m); 2: per-branch traces, gain 1 − κ_m^λ
     n_branches: int = 0  # d_tree; 0 = no branches
@@ -73,9 +75,14 @@ class ELMConfig:
         for name in ("lambda_value", "tau_s_ms", "tau_m_min_ms", "tau_m_max_ms", "dt_ms"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"ELMConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.tau_m_min_ms < self.tau_m_max_ms:
+        if not self.tau_m_min_ms <= self.tau_m_max_ms:
             raise ValueError(
-                f"ELMConfig needs tau_m_min_ms < tau_m_max_ms, got {self.tau_m_min_ms} and {self.tau_m_max_ms}"
+                f"ELMConfig needs tau_m_min_ms <= tau_m_max_ms, got {self.tau_m_min_ms} and {self.tau_m_max_ms}"
+            )
+        if self.learn_tau_m is True and self.fixed_tau_m:
+            raise ValueError(
+                f"ELMConfig.learn_tau_m needs tau_m_min_ms < tau_m_max_ms: with both {self.tau_m_min_ms} ms "
+                "every τ_m is fixed at that value"
             )
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"ELMConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
@@ -94,6 +101,11 @@ class ELMConfig:
                     "neuronio routing pairs excitatory and inhibitory channels and needs an even n_inputs, "
                     f"got {self.n_inputs}"
                 )
+
+    @property
+    def fixed_tau_m(self) -> bool:
+        """True when tau_m_min_ms == tau_m_max_ms: every τ_m is that constant (ms)."""
+        return self.tau_m_min_ms == self.tau_m_max_ms
 
     @property
     def n_synapses(self) -> int:
@@ -258,7 +270,12 @@ def elm_forward_fast(x: Tensor, params: ELMParams, config: ELMConfig) -> Tensor:
 
 
 def initial_tau_m_logits(config: ELMConfig) -> Tensor:
-    """p [d_m] such that τ_m = τ_min + (τ_max − τ_min) sigmoid(p) is log-spaced from τ_min to τ_max."""
+    """p [d_m] such that τ_m = τ_min + (τ_max − τ_min) sigmoid(p) is log-spaced from τ_min to τ_max.
+
+    With τ_min = τ_max the logits do not change τ_m; they are 0 (sigmoid 1/2), a finite value like any other.
+    """
+    if config.fixed_tau_m:
+        return torch.zeros(config.d_memory, dtype=torch.float32)
     tau = np.geomspace(config.tau_m_min_ms, config.tau_m_max_ms, config.d_memory)
     fraction = (tau - config.tau_m_min_ms) / (config.tau_m_max_ms - config.tau_m_min_ms)
     fraction = np.clip(fraction, _TAU_M_LOGIT_EPS, 1.0 - _TAU_M_LOGIT_EPS)

@@ -176,7 +176,8 @@ def test_learnable_tau_m_gets_gradient():
     "fields, message",
     [
         ({"d_memory": 0}, "d_memory"),
-        ({"tau_m_min_ms": 10.0, "tau_m_max_ms": 5.0}, "tau_m_min_ms < tau_m_max_ms"),
+        ({"tau_m_min_ms": 10.0, "tau_m_max_ms": 5.0}, "tau_m_min_ms <= tau_m_max_ms"),
+        ({"tau_m_min_ms": 25.0, "tau_m_max_ms": 25.0, "learn_tau_m": True}, "every τ_m is fixed"),
         ({"tau_s_ms": -1.0}, "tau_s_ms"),
         ({"activation": "gelu"}, "activation"),
         ({"version": 3}, "version"),
@@ -194,3 +195,46 @@ def test_bad_configs_raise(fields, message):
 def test_default_hidden_is_twice_memory():
     assert ELMConfig(d_memory=7).mlp_hidden == 14
     assert ELMConfig(d_memory=7, mlp_hidden=5).mlp_hidden == 5
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_fixed_tau_m_is_constant_and_matches_numpy(fast):
+    """τ_min = τ_max: every τ_m is that value, whatever the logits, and the output follows the equations."""
+    config = ELMConfig(n_inputs=2, d_memory=3, tau_m_min_ms=25.0, tau_m_max_ms=25.0)
+    assert config.fixed_tau_m and not ELMConfig().fixed_tau_m
+    torch.manual_seed(1)
+    model = ELM(config, fast=fast).double()
+    np.testing.assert_array_equal(model.tau_m_ms().detach().numpy(), np.full(3, 25.0))
+    with torch.no_grad():
+        model._proto_tau_m.normal_()  # the logits no longer matter
+        model.w_y.weight.normal_()
+    np.testing.assert_array_equal(model.tau_m_ms().detach().numpy(), np.full(3, 25.0))
+    linears = model.mlp.linears()
+    mlp = tuple(t.detach().numpy() for layer in linears for t in (layer.weight, layer.bias))
+    x = np.random.default_rng(0).integers(-1, 2, (40, 2)).astype(float)
+    expected = _numpy_elm(x, model._proto_w_s.detach().numpy(), 5.0, np.full(3, 25.0), mlp,
+                          model.w_y.weight.detach().numpy(), model.w_y.bias.detach().numpy(), 5.0, 1)
+    with torch.no_grad():
+        y = model(torch.tensor(x)[None])[0].numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
+    # τ_max = τ_min = 1 ms (the timescale sweep's shortest memory) is the same rule at 1 ms.
+    np.testing.assert_array_equal(ELM(ELMConfig(tau_m_max_ms=1.0)).tau_m_ms().detach().numpy(), np.ones(20))
+
+
+def test_fixed_tau_m_round_trips_through_config_json_and_model_file(tmp_path):
+    from surrogate import run as rundir
+    from surrogate.models import build_model, config_to_dict, model_from_dict
+
+    model = build_model("branch-elm", {"n_branches": 4, "synapses_per_branch": 8, "d_memory": 5,
+                                       "tau_m_min_ms": 25.0, "tau_m_max_ms": 25.0}, n_inputs=16)
+    saved = json.loads(json.dumps(config_to_dict(model)))
+    assert saved["config"]["tau_m_min_ms"] == saved["config"]["tau_m_max_ms"] == 25.0
+    assert model_from_dict(saved).config == model.config
+    path = tmp_path / "model.pt"
+    rundir.save_torch(path, rundir.model_file(saved["kind"], saved["config"], model.state_dict(), None))
+    loaded = rundir.load_model(path)
+    assert loaded.config.fixed_tau_m and loaded.config == model.config
+    np.testing.assert_array_equal(loaded.tau_m_ms().detach().numpy(), np.full(5, 25.0))
+    x = torch.randint(-1, 2, (2, 30, 16)).float()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
