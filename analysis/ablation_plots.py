@@ -46,7 +46,7 @@ def plot_dendritic(summary: pd.DataFrame, path: str | Path, title: str = "Dendri
     routing = summary.set_index("variant").loc[[v for v in ROUTING_VARIANTS if v in set(summary["variant"])]]
     layouts = layout_rows(summary)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
-    labels = [f"{v}\n({int(p):,} params)" for v, p in zip(routing.index, routing["params"])]
+    labels = [f"{v.replace(', ', chr(10))}\n({int(p):,} params)" for v, p in zip(routing.index, routing["params"])]
     for ax, (metric, label) in zip(axes[:2], PANELS):
         ax.bar(labels, routing[f"{metric}_mean"], yerr=routing[f"{metric}_sd"].fillna(0.0), capsize=4,
                color=[f"C{i}" for i in range(len(routing))])
