@@ -7,6 +7,10 @@ The NMDA conductance is gated by the magnesium block B(v) = 1/(1 + exp(-0.08 v) 
 g_NMDA is the blocked conductance, mggate = B(v).
 An event at t = 0 releases like any other (there is no release bookkeeping that could divide by zero).
 Units: tau ms; gmax, g uS; e, v mV; mg mM; i nA (positive outward).
+The states decay exactly between events. NEURON integrates them with cnexp (and CVode from the
+DERIVATIVE block); CoreNEURON's build (fixed steps only) solves PROCEDURE decay instead, which multiplies each
+state by its one-step factor exp(-dt/tau), computed once in INITIAL, rather than cnexp's exp and divisions at
+every step (the same update up to the last bit).
 ENDCOMMENT
 
 NEURON {
@@ -36,6 +40,10 @@ PARAMETER {
 }
 
 ASSIGNED {
+    decay_A_AMPA
+    decay_B_AMPA
+    decay_A_NMDA
+    decay_B_NMDA
     v (mV)
     i (nA)
     i_AMPA (nA)
@@ -57,6 +65,10 @@ STATE {
 INITIAL {
     factor_AMPA = peak_factor(tau_r_AMPA, tau_d_AMPA)
     factor_NMDA = peak_factor(tau_r_NMDA, tau_d_NMDA)
+    decay_A_AMPA = exp(-dt/tau_r_AMPA)
+    decay_B_AMPA = exp(-dt/tau_d_AMPA)
+    decay_A_NMDA = exp(-dt/tau_r_NMDA)
+    decay_B_NMDA = exp(-dt/tau_d_NMDA)
     A_AMPA = 0
     B_AMPA = 0
     A_NMDA = 0
@@ -98,4 +110,12 @@ FUNCTION peak_factor(tau_r (ms), tau_d (ms)) {
     }
     tp = tau_r*tau_d/(tau_d - tau_r)*log(tau_d/tau_r)
     peak_factor = 1/(exp(-tp/tau_d) - exp(-tp/tau_r))
+}
+
+PROCEDURE decay() {
+    : CoreNEURON's fixed-step update (see COMMENT)
+    A_AMPA = A_AMPA*decay_A_AMPA
+    B_AMPA = B_AMPA*decay_B_AMPA
+    A_NMDA = A_NMDA*decay_A_NMDA
+    B_NMDA = B_NMDA*decay_B_NMDA
 }

@@ -5,6 +5,10 @@ f = 1/(exp(-tp/tau_d) - exp(-tp/tau_r)), tp = tau_r tau_d/(tau_d - tau_r) ln(tau
 event of weight 1 peaks at gmax. Events of weight w add w to that peak (linear summation).
 An event at t = 0 releases like any other (there is no release bookkeeping that could divide by zero).
 Units: tau ms; gmax, g uS; e, v mV; i nA (positive outward).
+The states decay exactly between events. NEURON integrates them with cnexp (and CVode from the
+DERIVATIVE block); CoreNEURON's build (fixed steps only) solves PROCEDURE decay instead, which multiplies each
+state by its one-step factor exp(-dt/tau), computed once in INITIAL, rather than cnexp's exp and divisions at
+every step (the same update up to the last bit).
 ENDCOMMENT
 
 NEURON {
@@ -28,6 +32,8 @@ PARAMETER {
 }
 
 ASSIGNED {
+    decay_A
+    decay_B
     v (mV)
     i (nA)
     g (uS)
@@ -46,6 +52,8 @@ INITIAL {
         ENDVERBATIM
     }
     factor = 1/(exp(-peak_time()/tau_d) - exp(-peak_time()/tau_r))
+    decay_A = exp(-dt/tau_r)
+    decay_B = exp(-dt/tau_d)
     A = 0
     B = 0
 }
@@ -68,4 +76,10 @@ NET_RECEIVE(weight) {
 
 FUNCTION peak_time() (ms) {
     peak_time = tau_r*tau_d/(tau_d - tau_r)*log(tau_d/tau_r)
+}
+
+PROCEDURE decay() {
+    : CoreNEURON's fixed-step update (see COMMENT)
+    A = A*decay_A
+    B = B*decay_B
 }

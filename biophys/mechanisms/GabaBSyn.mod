@@ -6,6 +6,10 @@ event of weight 1 peaks at gmax. Events of weight w add w to that peak (linear s
 The protocol gives no GABA_B conductance; the default gmax is that of the GABA_A synapse, 0.001 uS.
 An event at t = 0 releases like any other (there is no release bookkeeping that could divide by zero).
 Units: tau ms; gmax, g uS; e, v mV; i nA (positive outward).
+The states decay exactly between events. NEURON integrates them with cnexp (and CVode from the
+DERIVATIVE block); CoreNEURON's build (fixed steps only) solves PROCEDURE decay instead, which multiplies each
+state by its one-step factor exp(-dt/tau), computed once in INITIAL, rather than cnexp's exp and divisions at
+every step (the same update up to the last bit).
 ENDCOMMENT
 
 NEURON {
@@ -29,6 +33,8 @@ PARAMETER {
 }
 
 ASSIGNED {
+    decay_A
+    decay_B
     v (mV)
     i (nA)
     g (uS)
@@ -47,6 +53,8 @@ INITIAL {
         ENDVERBATIM
     }
     factor = 1/(exp(-peak_time()/tau_d) - exp(-peak_time()/tau_r))
+    decay_A = exp(-dt/tau_r)
+    decay_B = exp(-dt/tau_d)
     A = 0
     B = 0
 }
@@ -69,4 +77,10 @@ NET_RECEIVE(weight) {
 
 FUNCTION peak_time() (ms) {
     peak_time = tau_r*tau_d/(tau_d - tau_r)*log(tau_d/tau_r)
+}
+
+PROCEDURE decay() {
+    : CoreNEURON's fixed-step update (see COMMENT)
+    A = A*decay_A
+    B = B*decay_B
 }

@@ -4,7 +4,9 @@ The cache holds one directory per source hash, ``<cache>/<sha256>/``, containing
 ``nrnivmodl`` makes (``x86_64/`` on Intel Linux) with ``libnrnmech.so`` in it: NEURON's library, built with
 NEURON's own flags, which every simulation loads. CoreNEURON's build, ``<cache>/<sha256 over the same plus the
 build identity>/``, is made by ``nrnivmodl -coreneuron`` with the flags of :mod:`biophys.mechanisms.flags` and
-holds both ``libnrnmech.so`` and ``libcorenrnmech.so``; CoreNEURON runs load the latter through the
+holds both ``libnrnmech.so`` and ``libcorenrnmech.so``, compiled from the sources as
+:func:`biophys.mechanisms.fixed_step.coreneuron_source` rewrites them (the synapses' exact fixed-step decay;
+simulations load NEURON's library from the plain build); CoreNEURON runs load the latter through the
 ``CORENEURONLIB`` environment variable (NEURON's documented way; ``nrn_load_dll`` does not reach CoreNEURON).
 Compilation happens in a temporary directory inside the cache and is renamed into place under an ``fcntl``
 lock, so concurrent processes never see a half-built library and never compile the same hash twice. NEURON
@@ -30,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from biophys.mechanisms import fixed_step
 from biophys.mechanisms.flags import build_identity, coreneuron_flags
 from conventions.cache import cache_dir
 
@@ -128,8 +131,10 @@ def compile_coreneuron(cache_dir: Path | None = None, source_dir: Path | None = 
 
 
 def coreneuron_hash(source_dir: Path | None = None, flags: str | None = None) -> str:
-    """sha256 (hex) over :func:`mechanism_hash` and the build identity (flags; the CPU for CPU-specific ones)."""
-    identity = build_identity(coreneuron_flags() if flags is None else flags)
+    """sha256 (hex) over :func:`mechanism_hash`, the build identity (flags; the CPU for CPU-specific ones) and
+    the version of the CoreNEURON sources' rewriting (:mod:`biophys.mechanisms.fixed_step`)."""
+    identity = (f"{build_identity(coreneuron_flags() if flags is None else flags)} "
+                f"sources=fixed-step-v{fixed_step.VERSION}")
     return hashlib.sha256(f"{mechanism_hash(source_dir)}\0{identity}".encode()).hexdigest()
 
 
@@ -158,7 +163,10 @@ def _compile(cache_dir: Path | None, source_dir: Path | None, flags: str | None)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
         try:
             for source in sources:
-                shutil.copy2(source, staging / source.name)
+                if flags is None:
+                    shutil.copy2(source, staging / source.name)
+                else:
+                    _write_coreneuron_source(source, staging / source.name)
             if flags is None:
                 _run_nrnivmodl(staging, sources)
             else:
@@ -173,6 +181,14 @@ def _compile(cache_dir: Path | None, source_dir: Path | None, flags: str | None)
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
+
+
+def _write_coreneuron_source(source: Path, target: Path) -> None:
+    """``source`` as CoreNEURON's build compiles it (:func:`biophys.mechanisms.fixed_step.coreneuron_source`)."""
+    try:
+        target.write_text(fixed_step.coreneuron_source(source.name, source.read_text()))
+    except fixed_step.SourceError as exc:
+        raise MechanismError(str(exc)) from exc
 
 
 def _complete(build_dir: Path, flags: str | None) -> bool:

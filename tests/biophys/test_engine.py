@@ -56,10 +56,17 @@ def test_portable_flags_when_asked(monkeypatch):
 
 
 def test_flags_keep_nan_and_infinity_semantics():
-    """The vectorised maths comes without -ffast-math's assumption that NaN and infinity never occur."""
+    """The vectorised maths comes without -ffast-math's assumption that NaN and infinity never occur, and sums
+    keep their order; divisions may become multiplications by reciprocals."""
     for chosen in (flags.TUNED_FLAGS, flags.PORTABLE_FLAGS):
-        assert "-fno-math-errno" in chosen.split()
-        assert not {"-ffast-math", "-ffinite-math-only", "-Ofast"} & set(chosen.split())
+        assert {"-fno-math-errno", "-freciprocal-math"} <= set(chosen.split())
+        assert not {"-ffast-math", "-ffinite-math-only", "-fassociative-math", "-Ofast"} & set(chosen.split())
+
+
+def test_wide_vectors_only_in_the_tuned_x86_build():
+    wide = "-mprefer-vector-width=512"
+    assert wide not in flags.PORTABLE_FLAGS.split()
+    assert (wide in flags.TUNED_FLAGS.split()) == (__import__("platform").machine() in ("x86_64", "AMD64"))
 
 
 def test_cpu_identity_names_the_machine_and_is_stable():

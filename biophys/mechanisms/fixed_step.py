@@ -1,0 +1,47 @@
+"""The sources of CoreNEURON's mechanism library: each synapse's exact fixed-step decay in place of cnexp.
+
+NEURON's library is built from the ``.mod`` files as they are: a synapse's states are a DERIVATIVE block that
+``SOLVE states METHOD cnexp`` integrates at fixed steps and CVode integrates at its own. For a linear decay
+``A' = -A/τ`` cnexp computes ``A + (1 - exp(dt·(-1/τ)))·(-(0/(-1/τ)) - A)`` at every step and instance (one
+``exp`` and three divisions for what is ``A·exp(-dt/τ)``); with 1,278 synapses on cell1 these updates cost about
+a tenth of a CoreNEURON run. A synapse whose ``.mod`` also defines ``PROCEDURE decay()`` (multiplying each state
+by the one-step factor ``exp(-dt/τ)`` its INITIAL block computes) is built for CoreNEURON, which integrates
+with fixed steps only, with ``SOLVE decay`` in place of its cnexp SOLVE: the same update to the last bit, with
+the same variables, so NEURON's model maps onto CoreNEURON's unchanged. The factors hold for the dt of the
+``finitialize`` before the run (every run of :class:`biophys.simulator.CellSimulator` initialises with its dt).
+
+:data:`VERSION` enters the CoreNEURON build's cache key (:func:`biophys.mechanisms.build.coreneuron_hash`), so a
+change of this rewriting rebuilds the library.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Part of the CoreNEURON build's identity: raise it whenever :func:`coreneuron_source` changes.
+VERSION = 1
+#: A mechanism with this procedure takes it as its fixed-step update.
+FIXED_STEP_PROCEDURE = "decay"
+_DEFINES = re.compile(rf"^\s*PROCEDURE\s+{FIXED_STEP_PROCEDURE}\s*\(\s*\)", re.MULTILINE)
+_CNEXP_SOLVE = re.compile(r"^(\s*)SOLVE\s+states\s+METHOD\s+cnexp\s*$", re.MULTILINE)
+
+
+class SourceError(ValueError):
+    """A mechanism defines the fixed-step procedure but not the one cnexp SOLVE it replaces."""
+
+
+def coreneuron_source(name: str, text: str) -> str:
+    """The text CoreNEURON's build compiles for the ``.mod`` file ``name`` whose NEURON source is ``text``:
+    unchanged, or with ``SOLVE decay`` in place of its one ``SOLVE states METHOD cnexp`` where the file defines
+    ``PROCEDURE decay()``.
+
+    Raises:
+        SourceError: the file defines the procedure but has no such SOLVE, or more than one.
+    """
+    if not _DEFINES.search(text):
+        return text
+    found = len(_CNEXP_SOLVE.findall(text))
+    if found != 1:
+        raise SourceError(f"{name} defines PROCEDURE {FIXED_STEP_PROCEDURE}() for CoreNEURON but has {found} "
+                          "'SOLVE states METHOD cnexp' lines; it needs exactly one to replace")
+    return _CNEXP_SOLVE.sub(rf"\1SOLVE {FIXED_STEP_PROCEDURE}", text)
