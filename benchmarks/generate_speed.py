@@ -3,10 +3,13 @@
 Each run generates ``--n-sims`` simulations of ``--cell`` (default the L5PC, whose simulation cost dominates as
 in real use; the tiny ball-and-stick cell measures mostly the per-task overhead) of ``--duration-ms`` into a fresh store with the
 local backend (spawned worker processes, one simulator each, one simulation per task), so the wall time
-includes worker start-up, shard writing and consolidation: what a user waits for. Input drawing is timed
-separately on an L5PC-sized segment table (the synthetic L5PC's dendritic segments) for 6 s simulations.
+includes worker start-up, shard writing and consolidation: what a user waits for. ``worker_s_per_sim`` splits
+the worker-seconds (wall × workers) one simulation costs into the simulator's run and the input draw (summed by
+the workers into the store's provenance ``timing``) and the rest: start-up, shard writing, consolidation, waiting. Input drawing is also
+timed separately on an L5PC-sized segment table (the synthetic L5PC's dendritic segments) for 6 s simulations.
 
-Prints one JSON line. Usage: python benchmarks/generate_speed.py [--cell l5pc] [--n-sims 8] [--duration-ms 1000]
+Prints one JSON line. Usage: python benchmarks/generate_speed.py [--cell l5pc] [--morphology M] [--n-sims 8]
+[--duration-ms 1000] [--sims-per-task 1]
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biophys import morphology, synapses, synthetic
+from biophys import dataset, morphology, synapses, synthetic
 from biophys.backends import input_segments
 from biophys.genconfig import Execution, GenerateConfig
 from biophys.generate import generate
@@ -35,8 +38,14 @@ def generation_rate(cfg: GenerateConfig, workers: int, root: Path) -> dict:
     t0 = time.perf_counter()
     report = generate(cfg, out, Execution(workers=workers, progress=False, force_workers=True), log=lambda m: None)
     wall = time.perf_counter() - t0
+    timing = json.loads(dataset.open_dataset(out).attrs["provenance"])["timing"]
+    # Worker-seconds per simulation (wall × workers): what one core pays for one simulation, and its parts.
+    paid = wall * workers / report.n_new
+    simulate, draw = timing["neuron_wall_s"] / report.n_new, timing["input_draw_s"] / report.n_new
     return {"wall_s": round(wall, 2), "sims_per_hour": round(report.n_new / wall * 3600, 1),
-            "output_rate_hz": round(report.output_rate_hz, 2)}
+            "output_rate_hz": round(report.output_rate_hz, 2),
+            "worker_s_per_sim": {"total": round(paid, 3), "simulate": round(simulate, 3), "input_draw": round(draw, 3),
+                                 "other": round(paid - simulate - draw, 3)}}
 
 
 def input_draw_cost(duration_ms: int, repeats: int) -> tuple[int, float]:
@@ -53,11 +62,14 @@ def input_draw_cost(duration_ms: int, repeats: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=("l5pc", "ball-and-stick"), default="l5pc")
+    parser.add_argument("--morphology", default=None, help="\"cell1\", \"synthetic\" or a .asc/.swc path "
+                        "(default: the cell's own)")
+    parser.add_argument("--sims-per-task", type=int, default=1)
     parser.add_argument("--n-sims", type=int, default=8)
     parser.add_argument("--duration-ms", type=int, default=1000)
     args = parser.parse_args()
-    cfg = GenerateConfig(cell=CellConfig(name=args.cell), duration_ms=args.duration_ms, n_sims=args.n_sims,
-                         base_seed=1, sims_per_task=1)
+    cfg = GenerateConfig(cell=CellConfig(name=args.cell, morphology=args.morphology), duration_ms=args.duration_ms,
+                         n_sims=args.n_sims, base_seed=1, sims_per_task=args.sims_per_task)
     with tempfile.TemporaryDirectory(prefix="generate_speed-") as tmp:
         one = generation_rate(cfg, 1, Path(tmp))
         two = generation_rate(cfg, 2, Path(tmp))
@@ -65,6 +77,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "generate_speed",
         "cell": cfg.cell.name,
+        "morphology": cfg.cell.morphology,
         "config": {"n_sims": cfg.n_sims, "duration_ms": cfg.duration_ms, "sims_per_task": cfg.sims_per_task,
                    "sim": dataclasses.asdict(cfg.sim)},
         "cpus": os.cpu_count(),
