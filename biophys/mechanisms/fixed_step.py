@@ -9,6 +9,9 @@ by the one-step factor ``exp(-dt/τ)`` its INITIAL block computes) is built for 
 with fixed steps only, with ``SOLVE decay`` in place of its cnexp SOLVE: the same update to the last bit, with
 the same variables, so NEURON's model maps onto CoreNEURON's unchanged. The factors hold for the dt of the
 ``finitialize`` before the run (every run of :class:`biophys.simulator.CellSimulator` initialises with its dt).
+NMODL logs "NeuronSolveVisitor :: solver method '' not supported" for each such SOLVE while it compiles: it
+names no integration method because a procedure needs none, and the generated state update calls the procedure
+(``tests/biophys/test_coreneuron_synapses.py`` checks the conductances against the closed form).
 
 :data:`VERSION` enters the CoreNEURON build's cache key (:func:`biophys.mechanisms.build.coreneuron_hash`), so a
 change of this rewriting rebuilds the library.
