@@ -53,6 +53,9 @@ from surrogate.plan import Plan, config_hash, resolve, store_record
 from surrogate.predict import predict_arrays
 from surrogate.resources import check_batches_fit, choose_data_mode
 
+#: curves.png is redrawn when a run stops and at most this often (s of wall time) while it runs
+CURVES_EVERY_S = 60.0
+
 
 class TrainingError(RuntimeError):
     """Training failed numerically (a non-finite loss)."""
@@ -107,6 +110,7 @@ class _Trainer:
         self.bad_validations = 0
         self.wall_before = 0.0
         self.status = "running"
+        self._curves_at = -math.inf  # when curves.png was last drawn (time.monotonic, s)
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -257,8 +261,10 @@ class _Trainer:
         rundir.write_json(self.out / rundir.HISTORY_FILE, self.history)
         rundir.write_json(self.out / rundir.METRICS_FILE, self._metrics(validated))
         rundir.write_json(self.out / rundir.CONFIG_FILE, self.config)
-        if validated:
+        # drawing takes ~1 s, most of a tiny run's epoch: redraw at the end and at most every CURVES_EVERY_S
+        if validated and (self.status != "running" or time.monotonic() - self._curves_at >= CURVES_EVERY_S):
             rundir.plot_curves(validated, self.out / rundir.CURVES_FILE)
+            self._curves_at = time.monotonic()
 
     def _metrics(self, validated: list[dict]) -> dict:
         last = validated[-1] if validated else None
