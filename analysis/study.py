@@ -41,7 +41,7 @@ from surrogate.train import TrainingError, TrainingInterrupted
 
 SPLITS = ("train", "valid", "test")
 #: settings that change how the study runs, not what it computes: they may differ when it is re-run
-RUNTIME_KEYS = ("workers", "threads", "device", "neuronio", "reference")
+RUNTIME_KEYS = ("workers", "threads", "device", "data_mode", "neuronio", "reference")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class StudyConfig:
     workers: int = 2
     threads: int = 2
     device: str = "cpu"  # where models train: "cpu", "cuda" or "auto" (the costs are priced on the CPU)
+    # where training data live: "auto", "memory" or "lazy" (surrogate.config.TrainConfig.data_mode); the same
+    # batches either way, so a study may change it when re-run
+    data_mode: str = "auto"
     neuronio: str | None = None  # directory of original NeuronIO pickles to score the final models on
     reference: str | None = None  # run directory of a published checkpoint: the learning curve's reference line
 
@@ -138,7 +141,8 @@ def _fields(cfg: StudyConfig, spec: dict, lr: float, train: Path, valid: Path, o
     return {"model": spec["kind"], "model_config": spec.get("model_config", {}), "train": str(train),
             "valid": str(valid), "out": str(out), "batch_size": BATCH_SIZE, "window_ms": WINDOW_MS,
             "burn_in_ms": cfg.burn_in_ms, "lr": lr, "seed": cfg.seed, "threads": cfg.threads,
-            "batches_per_epoch": cfg.batches_per_epoch, "device": cfg.device}
+            "batches_per_epoch": cfg.batches_per_epoch, "device": cfg.device,
+            "data_mode": cfg.data_mode}
 
 
 def train_models(cfg: StudyConfig, root: Path, stores: dict[str, Path]) -> dict:
@@ -221,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/quality"), help="study folder (default runs/quality)")
     p.add_argument("--morphology", help="cell morphology: cell1, synthetic or a .asc/.swc file")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="where models train (default cpu)")
+    p.add_argument("--data-mode", choices=("auto", "memory", "lazy"),
+                   help="where training data live (default auto: in memory when they take ≤ 1/4 of the RAM)")
     p.add_argument("--neuronio", metavar="DIR", help="folder of original NeuronIO pickles to score the final "
                    "models on as well")
     p.add_argument("--reference", metavar="RUN", help="run directory of a published checkpoint (`python -m "

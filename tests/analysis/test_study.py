@@ -11,7 +11,7 @@ import torch
 
 from analysis import cost, study_report, study_runs
 from analysis.evaluate import AnalysisError
-from analysis.study import StudyConfig, _check_same_study, main
+from analysis.study import StudyConfig, _check_same_study, _fields, main
 from biophys.dataset import NeuronIOStore
 from fakes import fake_store
 from surrogate.config import ConfigError
@@ -121,7 +121,10 @@ def test_study_config_checks_and_refuses_another_study_in_the_same_folder(tmp_pa
     with pytest.raises(ConfigError, match="train_sims"):
         StudyConfig(models={"e": ELM}, train_sims="10")
     _check_same_study(StudyConfig(models={"e": ELM}), tmp_path)
-    _check_same_study(StudyConfig(models={"e": ELM}, threads=1, neuronio="/x"), tmp_path)  # runtime only
+    _check_same_study(StudyConfig(models={"e": ELM}, threads=1, neuronio="/x", data_mode="lazy"),
+                      tmp_path)  # runtime only
+    assert _fields(StudyConfig(models={"e": ELM}, data_mode="memory"), ELM, 0.01, "t", "v", "o")["data_mode"] \
+        == "memory"
     with pytest.raises(ConfigError, match="train_sims"):
         _check_same_study(StudyConfig(models={"e": ELM}, train_sims=10), tmp_path)
     assert main(["--config", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "s")]) == 2
