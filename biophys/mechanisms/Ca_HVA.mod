@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gCa_HVA = gCa_HVAbar*m*m*h
     ica = gCa_HVA*(v - eca)
+    :CORENEURON CONDUCTANCE gCa_HVA USEION ca
 }
 
 DERIVATIVE states {

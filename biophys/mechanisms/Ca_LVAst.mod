@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gCa_LVAst = gCa_LVAstbar*m*m*h
     ica = gCa_LVAst*(v - eca)
+    :CORENEURON CONDUCTANCE gCa_LVAst USEION ca
 }
 
 DERIVATIVE states {

@@ -62,6 +62,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     g = gmax*(B - A)
     i = g*(v - e)
+    :CORENEURON CONDUCTANCE g
 }
 
 DERIVATIVE states {

@@ -40,6 +40,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gIh = gIhbar*m
     ihcn = gIh*(v - ehcn)
+    :CORENEURON CONDUCTANCE gIh
 }
 
 DERIVATIVE states {

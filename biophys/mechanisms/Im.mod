@@ -38,6 +38,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gIm = gImbar*m
     ik = gIm*(v - ek)
+    :CORENEURON CONDUCTANCE gIm USEION k
 }
 
 DERIVATIVE states {

@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gK_Pst = gK_Pstbar*m*m*h
     ik = gK_Pst*(v - ek)
+    :CORENEURON CONDUCTANCE gK_Pst USEION k
 }
 
 DERIVATIVE states {

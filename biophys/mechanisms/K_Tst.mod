@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gK_Tst = gK_Tstbar*m*m*m*m*h
     ik = gK_Tst*(v - ek)
+    :CORENEURON CONDUCTANCE gK_Tst USEION k
 }
 
 DERIVATIVE states {

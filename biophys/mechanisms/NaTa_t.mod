@@ -43,6 +43,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gNaTa_t = gNaTa_tbar*m*m*m*h
     ina = gNaTa_t*(v - ena)
+    :CORENEURON CONDUCTANCE gNaTa_t USEION na
 }
 
 DERIVATIVE states {

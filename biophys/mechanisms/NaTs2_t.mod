@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gNaTs2_t = gNaTs2_tbar*m*m*m*h
     ina = gNaTs2_t*(v - ena)
+    :CORENEURON CONDUCTANCE gNaTs2_t USEION na
 }
 
 DERIVATIVE states {

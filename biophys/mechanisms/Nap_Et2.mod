@@ -43,6 +43,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gNap_Et2 = gNap_Et2bar*m*m*m*h
     ina = gNap_Et2*(v - ena)
+    :CORENEURON CONDUCTANCE gNap_Et2 USEION na
 }
 
 DERIVATIVE states {

@@ -42,6 +42,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gSK_E2 = gSK_E2bar*z
     ik = gSK_E2*(v - ek)
+    :CORENEURON CONDUCTANCE gSK_E2 USEION k
 }
 
 DERIVATIVE states {

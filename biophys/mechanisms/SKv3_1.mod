@@ -38,6 +38,7 @@ BREAKPOINT {
     SOLVE states METHOD cnexp
     gSKv3_1 = gSKv3_1bar*m
     ik = gSKv3_1*(v - ek)
+    :CORENEURON CONDUCTANCE gSKv3_1 USEION k
 }
 
 DERIVATIVE states {

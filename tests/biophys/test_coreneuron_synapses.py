@@ -1,7 +1,9 @@
-"""CoreNEURON's build of the synapses (:mod:`biophys.mechanisms.fixed_step`): the sources it compiles, its cache
-key, and each synapse's conductance under CoreNEURON against the closed-form dual exponential."""
+"""CoreNEURON's build of the mechanisms (:mod:`biophys.mechanisms.fixed_step`): the sources it compiles, its cache
+key, each synapse's conductance under CoreNEURON against the closed-form dual exponential, and the conductance
+hints (ohmic currents name their g)."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,19 +21,48 @@ SYNAPSES = {"AmpaSyn": ("g", 0.3, 3.0, 0.0004), "GabaASyn": ("g", 0.2, 8.0, 0.00
 EVENTS_MS = (0.0, 5.0)
 
 
-def test_coreneuron_sources_replace_only_the_synapses_cnexp_solve():
+def test_coreneuron_sources_replace_only_the_synapses_cnexp_solve_and_uncomment_their_own_lines():
     rewritten = set()
     for source in build.mechanism_sources():
         text = source.read_text()
         core = fixed_step.coreneuron_source(source.name, text)
-        if core == text:
-            continue
-        rewritten.add(source.stem)
-        changed = [(a, b) for a, b in zip(text.splitlines(), core.splitlines()) if a != b]
+        uncommented = re.sub(r"^(\s*):CORENEURON ", r"\1", text, flags=re.MULTILINE)
         assert len(core.splitlines()) == len(text.splitlines())
-        assert [(a.strip(), b.strip()) for a, b in changed] == [("SOLVE states METHOD cnexp", "SOLVE decay")]
-        assert "PROCEDURE decay()" in core and "DERIVATIVE states" in core   # NEURON's CVode keeps its ODEs
+        changed = [(a.strip(), b.strip()) for a, b in zip(uncommented.splitlines(), core.splitlines()) if a != b]
+        if changed:
+            rewritten.add(source.stem)
+            assert changed == [("SOLVE states METHOD cnexp", "SOLVE decay")]
+            assert "PROCEDURE decay()" in core and "DERIVATIVE states" in core   # NEURON's CVode keeps its ODEs
+        assert ":CORENEURON" not in core
     assert rewritten == set(SYNAPSES)
+
+
+def _breakpoint(text: str) -> str:
+    return re.search(r"^BREAKPOINT \{\n(.*?)^\}", text, re.S | re.M).group(1)
+
+
+def test_every_ohmic_current_has_an_exact_conductance_hint_in_coreneurons_build_only():
+    """Each mechanism with an ohmic current ``i = g*(v - e)`` names g as di/dv for CoreNEURON, where its
+    BREAKPOINT computes g without v; the NMDA synapse (its block depends on v) and NEURON's texts have no hint."""
+    hinted = set()
+    for source in build.mechanism_sources():
+        text = source.read_text()
+        hints = re.findall(r"^\s*CONDUCTANCE (\w+)(?: USEION (\w+))?\s*$", fixed_step.coreneuron_source(
+            source.name, text), re.MULTILINE)
+        assert not re.search(r"^\s*CONDUCTANCE", text, re.MULTILINE)
+        if not re.search(r"NONSPECIFIC_CURRENT|WRITE i", text) or source.stem == "AmpaNmdaSyn":
+            assert hints == [], source.name
+            continue
+        assert len(hints) == 1, source.name
+        hinted.add(source.stem)
+        variable, ion = hints[0]
+        body = _breakpoint(text)
+        current = re.search(rf"^\s*(\w+) = {variable}\*\(v - \w+\)\s*$", body, re.MULTILINE)
+        assert current, f"{source.name}: no ohmic current of {variable}"
+        assert (f"WRITE {current.group(1)}" in text) == bool(ion)
+        assignment = re.search(rf"^\s*{variable} = (.*)$", body, re.MULTILINE).group(1)
+        assert not re.search(r"\bv\b", assignment), f"{source.name}: {variable} depends on v"
+    assert {"NaTs2_t", "Ih", "Ca_HVA", "AmpaSyn", "GabaASyn"} <= hinted
 
 
 @pytest.mark.parametrize("text, found", [
