@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(lc)
     lc.add_argument("--reference", metavar="RUN", help="a run directory (e.g. a published checkpoint imported with "
                     "`python -m surrogate import-elmneuron`) scored on the same store and drawn as a reference line")
+    lc.add_argument("--target-auc", type=float, metavar="AUC", help="without --reference: the test AUC to "
+                    "extrapolate the data each model needs to (e.g. a published checkpoint's score on such data)")
     lc.add_argument("--out", required=True, metavar="DIR", help="output directory (created if needed)")
     lc.set_defaults(func=_learning_curve)
     return parser
@@ -122,8 +124,10 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _learning_curve(args: argparse.Namespace) -> None:
+    if args.target_auc is not None and not 0.5 < args.target_auc < 1:
+        raise AnalysisError(f"--target-auc must lie between 0.5 and 1, got {args.target_auc}")
     table = write_learning_curve(args.root, args.data, args.out, valid_path=args.valid, reference=args.reference,
-                                 burn_in_ms=args.burn_in)
+                                 burn_in_ms=args.burn_in, target_auc=args.target_auc)
     print(f"wrote {table}")
 
 

@@ -145,9 +145,12 @@ def plot_learning_curve(curve: dict, path: str | Path) -> Path:
 
 def write_learning_curve(root: str | Path, store_path: str | Path, out_dir: str | Path,
                          valid_path: str | Path | None = None, reference: str | Path | None = None,
-                         burn_in_ms: int | None = None) -> Path:
+                         burn_in_ms: int | None = None, target_auc: float | None = None) -> Path:
     """Score the runs under ``root`` (:func:`find_runs`) and write ``out_dir``/learning_curve.{md,json,png}
-    (each atomically; nothing is written when scoring fails). Returns the Markdown file's path."""
+    (each atomically; nothing is written when scoring fails). Returns the Markdown file's path.
+
+    Each model short of the reference run's test AUC, or of ``target_auc`` where no reference run is given (e.g.
+    a published score whose checkpoint is not at hand), gets a line extrapolating the data it needs."""
     curve = curve_points(find_runs(root), store_path, valid_path, reference, burn_in_ms)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -159,27 +162,32 @@ def write_learning_curve(root: str | Path, store_path: str | Path, out_dir: str 
             f"Every run under `{root}` scored on the whole simulations of `{curve['store']}` after a "
             f"{curve['burn_in_ms']} ms burn-in; training data in hours of simulated activity.", "",
             curve_table(curve), "", f"![learning curve]({figure.name})", ""]
-    text += _extrapolations(curve)
+    text += _extrapolations(curve, target_auc)
     write_text_atomic(out_dir / TABLE_FILE, "\n".join(text))
     return out_dir / TABLE_FILE
 
 
-def _extrapolations(curve: dict) -> list[str]:
-    """Lines saying, per model below the reference's AUC, how much data a power law through its curve needs."""
+def _extrapolations(curve: dict, target_auc: float | None = None) -> list[str]:
+    """Lines saying, per model below the reference's AUC (else ``target_auc``), how much data a power law through
+    its curve needs."""
     ref = curve["reference"]
-    if ref is None or ref["spike_auc"] is None:
+    if ref is not None and ref["spike_auc"] is not None:
+        target, name = ref["spike_auc"], "the reference's"
+    elif target_auc is not None:
+        target, name = target_auc, "the target"
+    else:
         return []
     lines = []
     for model in dict.fromkeys(p["model"] for p in curve["points"]):
         points = [p for p in curve["points"] if p["model"] == model]
         best = points[-1]["spike_auc"]
-        if best is None or best >= ref["spike_auc"]:
+        if best is None or best >= target:
             continue
-        hours = hours_to_reach(points, "spike_auc", ref["spike_auc"])
+        hours = hours_to_reach(points, "spike_auc", target)
         need = "the curve does not improve enough to extrapolate" if hours is None else \
             f"a power law through its last points reaches it at ~{hours:.3g} h of training data"
         lines.append(f"- {model}: AUC {best:.4f} at {points[-1]['train_hours']:.3g} h, "
-                     f"{ref['spike_auc'] - best:.4f} below the reference's {ref['spike_auc']:.4f}; {need}.")
+                     f"{target - best:.4f} below {name} {target:.4f}; {need}.")
     return lines + ([""] if lines else [])
 
 

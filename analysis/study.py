@@ -41,7 +41,7 @@ from surrogate.train import TrainingError, TrainingInterrupted
 
 SPLITS = ("train", "valid", "test")
 #: settings that change how the study runs, not what it computes: they may differ when it is re-run
-RUNTIME_KEYS = ("workers", "threads", "device", "data_mode", "neuronio", "reference")
+RUNTIME_KEYS = ("workers", "threads", "device", "data_mode", "neuronio", "reference", "target_auc")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class StudyConfig:
     data_mode: str = "auto"
     neuronio: str | None = None  # directory of original NeuronIO pickles to score the final models on
     reference: str | None = None  # run directory of a published checkpoint: the learning curve's reference line
+    # without a reference run: the test AUC the learning curve extrapolates each model's data need to (the
+    # published Branch-ELM checkpoint scores 0.986 on cell1 data from `biophys generate`)
+    target_auc: float | None = None
 
     def __post_init__(self):
         check_field_types(self, error=ConfigError)
@@ -204,7 +207,8 @@ def _grid(cfg, name, spec, timing: Probe, train, valid, root, n_all) -> tuple[fl
 def score_models(cfg: StudyConfig, root: Path, stores: dict[str, Path], training: dict) -> dict:
     """The learning curve, the report of the models trained on all data and, given pickles, their NeuronIO scores."""
     curve = curves.write_learning_curve(root / "curve", stores["test"], root / "learning_curve",
-                                        valid_path=stores["valid"], reference=cfg.reference)
+                                        valid_path=stores["valid"], reference=cfg.reference,
+                                        target_auc=cfg.target_auc)
     largest = str(max(int(k) for k in training["subsets"]))
     final = {name: Path(m["runs"][largest]["run"]) for name, m in training["models"].items()
              if "run" in m["runs"].get(largest, {})}
@@ -229,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where training data live (default auto: in memory when they take ≤ 1/4 of the RAM)")
     p.add_argument("--neuronio", metavar="DIR", help="folder of original NeuronIO pickles to score the final "
                    "models on as well")
+    p.add_argument("--target-auc", type=float, metavar="AUC", help="without --reference: the test AUC the "
+                   "learning curve extrapolates each model's data need to")
     p.add_argument("--reference", metavar="RUN", help="run directory of a published checkpoint (`python -m "
                    "surrogate import-elmneuron`), the learning curve's reference line")
     for name, kind in (("train-sims", int), ("valid-sims", int), ("test-sims", int), ("duration-ms", int),

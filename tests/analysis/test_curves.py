@@ -71,6 +71,20 @@ def test_cli_writes_the_curve_and_refuses_bad_roots(study, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_target_auc_without_a_reference_run_gets_each_model_an_extrapolation(study, tmp_path, capsys):
+    out = tmp_path / "target"
+    args = ["learning-curve", str(study["root"]), "--data", str(study["test"]), "--out", str(out)]
+    assert main(args + ["--target-auc", "0.9999"]) == 0
+    curve = json.loads((out / curves.JSON_FILE).read_text())
+    text = (out / curves.TABLE_FILE).read_text()
+    assert curve["reference"] is None
+    for model in {p["model"] for p in curve["points"]}:
+        best = [p for p in curve["points"] if p["model"] == model][-1]["spike_auc"]
+        assert f"- {model}: AUC {best:.4f}" in text and "below the target 0.9999" in text
+    assert main(args + ["--target-auc", "1.5"]) == 2
+    assert "--target-auc must lie between 0.5 and 1" in capsys.readouterr().err
+
+
 def test_two_runs_of_one_model_on_one_size_are_refused(study):
     runs = curves.find_runs(study["root"]) + [study["reference"]]
     with pytest.raises(AnalysisError, match="both train branch-elm"):
