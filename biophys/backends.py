@@ -6,7 +6,9 @@ tasks to a ``dask.distributed`` scheduler (a :class:`~dask.distributed.LocalClus
 processes when no address is given; the shard directory must then be on a file system that every worker sees).
 Both keep at most two tasks per worker in flight, so a long plan is never held as futures. Every worker process
 builds one simulator from plain config dicts and reuses it for all its tasks; NEURON objects never leave the
-process. A local worker ends when its parent dies (a SIGKILLed ``generate`` cannot shut its pool down).
+process. A local worker ends when its parent dies (a SIGKILLed ``generate`` cannot shut its pool down), and one
+that integrates with CoreNEURON is replaced by a fresh process after :data:`RECYCLE_AFTER_MS` of simulated time
+(:func:`tasks_per_worker`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ctypes
 import errno
 import importlib
 import json
+import math
 import os
 import signal
 import sys
@@ -43,6 +46,12 @@ PROGRESS_TOPIC = "neuroncompute-generate-progress"
 IN_FLIGHT_PER_WORKER = 2
 _PR_SET_PDEATHSIG = 1
 _PARENT_POLL_S = 0.5
+#: Simulated time (ms) after which a local CoreNEURON worker gives way to a fresh process. Each ``psolve`` of
+#: NEURON 9.0.2's in-memory CoreNEURON leaves memory behind that is never reused (~1.2 MB per simulated second
+#: of cell1, whether or not there are input events; NEURON's own integrator keeps none): a worker that simulated
+#: 600 × 6 s had grown to 4 GB. Ten minutes of simulated time bound that to ~0.7 GB, for one cell build (a few
+#: seconds) per ~70 s of the worker's simulating.
+RECYCLE_AFTER_MS = 600_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class TaskResult:
     n_spikes: tuple[int, ...]
     wall_s: float
     input_s: float
+    worker_pid: int = 0  # the process that simulated it
 
 
 _worker_lock = threading.Lock()
@@ -138,7 +148,8 @@ def simulate_task(simulator, job: Job, on_sim: Callable[[int], None] = lambda k:
     )
     ds.attrs.update(job.attrs or {})
     dataset.write_store(ds, job.shard, overwrite=True)
-    return TaskResult(job.task, tuple(len(s) for s in spikes), time.perf_counter() - start_wall, input_s)
+    return TaskResult(job.task, tuple(len(s) for s in spikes), time.perf_counter() - start_wall, input_s,
+                      os.getpid())
 
 
 def _die_with_parent(parent: int) -> None:
@@ -178,8 +189,18 @@ def run_dask_job(job: Job) -> TaskResult:
                              lambda k: worker.log_event(PROGRESS_TOPIC, (job.task.start, k)))
 
 
-def run_local(jobs: Iterable[Job], n_jobs: int, execution: Execution, progress) -> Iterator[TaskResult]:
-    """Run ``jobs`` (``n_jobs`` of them) in local worker processes; yields each result as its task finishes."""
+def tasks_per_worker(cfg: GenerateConfig) -> int | None:
+    """Tasks a local worker runs before a fresh process replaces it: as many as hold :data:`RECYCLE_AFTER_MS`
+    of simulated time under CoreNEURON (at least one); None (no limit) under NEURON's integrator."""
+    if cfg.sim.engine != "coreneuron":
+        return None
+    return max(1, math.ceil(RECYCLE_AFTER_MS / (cfg.sims_per_task * cfg.duration_ms)))
+
+
+def run_local(jobs: Iterable[Job], n_jobs: int, execution: Execution, progress,
+              max_tasks_per_worker: int | None = None) -> Iterator[TaskResult]:
+    """Run ``jobs`` (``n_jobs`` of them) in local worker processes, each replaced by a fresh one after
+    ``max_tasks_per_worker`` tasks (None: never); yields each result as its task finishes."""
     ctx = get_context("spawn")
     messages = ctx.Queue()
 
@@ -191,7 +212,7 @@ def run_local(jobs: Iterable[Job], n_jobs: int, execution: Execution, progress) 
     reader.start()
     workers = min(execution.workers, n_jobs)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local_worker,
-                               initargs=(messages, os.getpid()))
+                               initargs=(messages, os.getpid()), max_tasks_per_child=max_tasks_per_worker)
     try:
         yield from _bounded(jobs, lambda job: pool.submit(run_local_job, job), workers,
                             lambda pending: wait(pending, return_when=FIRST_COMPLETED)[0], progress)

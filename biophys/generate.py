@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from biophys import dataset, shards as shard_store
-from biophys.backends import DEFAULT_SIMULATOR, Job, disk_full, one_line, run_dask, run_local
+from biophys.backends import DEFAULT_SIMULATOR, Job, disk_full, one_line, run_dask, run_local, tasks_per_worker
 from biophys.genconfig import Execution, GenerateConfig
 from biophys.morphology import describe_morphology
 from biophys.planning import GenerateError, check_resources, plan_tasks
@@ -125,8 +125,10 @@ def generate(cfg: GenerateConfig, out: str | Path, execution: Execution = Execut
         jobs = (Job(t, config, str(shards / t.shard_name), base, simulator, attrs) for t in todo)
         progress = Progress(cfg.n_sims, cfg.n_sims - sum(t.stop - t.start for t in todo), execution.progress)
         try:
-            runner = run_local if execution.backend == "local" else run_dask
-            results = list(runner(jobs, len(todo), execution, progress))
+            if execution.backend == "local":
+                results = list(run_local(jobs, len(todo), execution, progress, tasks_per_worker(cfg)))
+            else:
+                results = list(run_dask(jobs, len(todo), execution, progress))
         finally:
             progress.close()
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from biophys import dataset, genconfig, generate, shards as shard_store
+from biophys import backends, dataset, genconfig, generate, shards as shard_store
 from biophys.cli import generate as cli_generate
 from biophys.genconfig import Execution, GenerateConfig, load_config
 from biophys.planning import GenerateError, Task, plan_tasks
@@ -245,6 +245,29 @@ def test_seeds_identical_across_workers_and_backends(tmp_path):
     xr.testing.assert_identical(data["local1"], data["dask2"])
     prov = dataset.NeuronIOStore(tmp_path / "dask2.zarr").provenance
     assert prov["cell"]["name"] == "ball-and-stick" and prov["n_synapses"] == 54
+
+
+def test_coreneuron_workers_are_replaced_after_their_share_of_simulated_time(tmp_path, monkeypatch):
+    """A local CoreNEURON worker gives way to a fresh process after RECYCLE_AFTER_MS of simulated time (NEURON's
+    integrator keeps its workers), and the data are those of workers that never end."""
+    cfg = small_config(n_sims=4, sims_per_task=1)
+    assert cfg.sim.engine == "coreneuron"
+    assert backends.tasks_per_worker(cfg) == 3000
+    assert backends.tasks_per_worker(small_config(sim=SimConfig(engine="neuron"))) is None
+    monkeypatch.setattr(backends, "RECYCLE_AFTER_MS", 2 * cfg.duration_ms)
+    assert backends.tasks_per_worker(cfg) == 2
+    from biophys.progress import Progress
+
+    jobs = [backends.Job(task, cfg.to_dict(), str(tmp_path / task.shard_name), {}, FAKE)
+            for task in plan_tasks(cfg.n_sims, cfg.sims_per_task)]
+    results = list(backends.run_local(iter(jobs), len(jobs), Execution(workers=1, progress=False),
+                                      Progress(cfg.n_sims, 0, False), backends.tasks_per_worker(cfg)))
+    pids = [r.worker_pid for r in sorted(results, key=lambda r: r.task.start)]
+    assert len(set(pids)) == 2 and pids[0] == pids[1] != pids[2] == pids[3]
+    generate.generate(cfg, tmp_path / "recycled.zarr", QUIET, simulator=FAKE, log=lambda m: None)
+    monkeypatch.setattr(backends, "RECYCLE_AFTER_MS", 10**9)
+    generate.generate(cfg, tmp_path / "kept.zarr", QUIET, simulator=FAKE, log=lambda m: None)
+    xr.testing.assert_identical(data_vars(tmp_path / "recycled.zarr"), data_vars(tmp_path / "kept.zarr"))
 
 
 _CLI = """
