@@ -121,9 +121,9 @@ def curve_table(curve: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_learning_curve(curve: dict, path: str | Path) -> Path:
-    """Three panels (AUC, TPR at 1 % FPR, RMSE) against hours of training data (log x), one line per model and
-    the reference as a dashed horizontal line."""
+def plot_learning_curve(curve: dict, path: str | Path, target_auc: float | None = None) -> Path:
+    """Three panels (AUC, TPR at 1 % FPR, RMSE) against hours of training data (log x), one line per model, the
+    reference as a dashed horizontal line and ``target_auc`` (when no reference is given) as a dotted one."""
     _style()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     models = list(dict.fromkeys(p["model"] for p in curve["points"]))
@@ -136,6 +136,8 @@ def plot_learning_curve(curve: dict, path: str | Path) -> Path:
                 ax.plot(*zip(*line), "o-", color=colors[model], label=model)
         if ref is not None and ref[key] is not None:
             ax.axhline(ref[key], color="grey", ls="--", lw=1.2, label=f"reference: {Path(ref['run']).name}")
+        elif ref is None and target_auc is not None and key == "spike_auc":
+            ax.axhline(target_auc, color="grey", ls=":", lw=1.2, label=f"target AUC {target_auc:g}")
         ax.set(xscale="log", xlabel="simulated training data (h, log)", title=label)
     handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8,
@@ -156,7 +158,7 @@ def write_learning_curve(root: str | Path, store_path: str | Path, out_dir: str 
     if out_dir.exists() and not out_dir.is_dir():
         raise AnalysisError(f"--out {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure = plot_learning_curve(curve, out_dir / FIGURE_FILE)
+    figure = plot_learning_curve(curve, out_dir / FIGURE_FILE, target_auc)
     write_text_atomic(out_dir / JSON_FILE, json.dumps(curve, indent=2) + "\n")
     text = ["# Learning curve", "",
             f"Every run under `{root}` scored on the whole simulations of `{curve['store']}` after a "
