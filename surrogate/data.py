@@ -20,6 +20,8 @@ Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this modul
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -41,6 +43,32 @@ def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
     x = spikes.astype(np.float32)
     x *= signs.astype(np.float32)  # in place: a batch is 20 MB, and a second buffer costs a third of the time
     return x
+
+
+#: In-memory data kept for reuse inside :func:`reuse_loaded`; None outside it.
+_reused: dict | None = None
+
+
+@contextlib.contextmanager
+def reuse_loaded() -> Iterator[None]:
+    """Inside this block, :meth:`NeuronIOArrays.from_store` hands back the arrays it read before for the same
+    store (path and manifest), simulations and channels instead of reading them again; on leaving it they are
+    dropped. For sweeps that train many models on one dataset in one process (:mod:`analysis.ablation`): 2 h of
+    NeuronIO input take ~2 min to read. The arrays are shared, so nothing may write into them (training doesn't).
+    """
+    global _reused
+    outer, _reused = _reused, {} if _reused is None else _reused
+    try:
+        yield
+    finally:
+        _reused = outer
+
+
+def _reuse_key(store: NeuronIOStore, positions: np.ndarray, channels: np.ndarray | None) -> tuple:
+    manifest = Path(store.path) / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns if manifest.exists() else None
+    return (str(Path(store.path).resolve()), stamp, positions.tobytes(),
+            None if channels is None else np.asarray(channels, np.int64).tobytes())
 
 
 #: Bytes per ms a simulation's targets take in memory: float32 voltage + bool spike label.
@@ -166,13 +194,19 @@ class NeuronIOArrays(_Targets):
         """
         store = _open(store)
         positions = _positions(store, sims)
+        key = _reuse_key(store, positions, channels) if _reused is not None else None
+        if key in (_reused or {}):
+            return _reused[key]
         targets = _read_targets(store, positions, channels)
         n_syn = store.n_synapses if channels is None else len(channels)
         spikes = np.empty((len(positions), store.n_time, n_syn), np.uint8)
         for row, position in enumerate(positions):
             sim = store.read_input_spikes(int(position))
             spikes[row] = sim if channels is None else sim[:, channels]
-        return cls(spikes=spikes, **targets)
+        data = cls(spikes=spikes, **targets)
+        if key is not None:
+            _reused[key] = data
+        return data
 
 
 @dataclass

@@ -77,6 +77,24 @@ def test_run_ablation_trains_every_seed_scores_and_resumes(fake_store, tmp_path)
         ablation.run_ablation({**TINY, "lr": 1e-3}, variants, fake_store, fake_store, fake_store, out, seeds=[0])
 
 
+def test_a_sweep_in_memory_reads_the_training_store_once(fake_store, tmp_path, monkeypatch):
+    reads = []
+    original = NeuronIOStore.read_input_spikes
+
+    def counting(self, sim, start=0, stop=None):
+        reads.append(sim)
+        return original(self, sim, start, stop)
+
+    monkeypatch.setattr(NeuronIOStore, "read_input_spikes", counting)
+    variants = {"a": {}, "b": {"model_config": {"d_memory": 2}}}
+    ablation.run_ablation({**TINY, "data_mode": "memory"}, variants, fake_store, fake_store, fake_store,
+                          tmp_path / "sweep", seeds=[0, 1], burn_in_ms=50)
+    n_sims = NeuronIOStore(fake_store).n_sims
+    # one read for training and validation (here the same store and simulations), one each for the test and
+    # validation arrays that score the runs; without reuse, every one of the 4 runs would read it twice more
+    assert len(reads) == 3 * n_sims
+
+
 def test_run_ablation_refuses_bad_arguments(fake_store, tmp_path):
     out = tmp_path / "sweep"
     with pytest.raises(ValueError, match="at least one variant"):

@@ -29,6 +29,22 @@ def test_signed_inputs_multiplies_counts_by_sign():
     np.testing.assert_array_equal(x, [[[0, -1, -2], [3, 0, -1]]])
 
 
+def test_loaded_arrays_are_reused_only_inside_the_block_and_only_for_the_same_selection(fake_store, tmp_path):
+    store = NeuronIOStore(fake_store)
+    assert data.NeuronIOArrays.from_store(store) is not data.NeuronIOArrays.from_store(store)
+    with data.reuse_loaded():
+        first = data.NeuronIOArrays.from_store(fake_store)
+        assert data.NeuronIOArrays.from_store(NeuronIOStore(fake_store)) is first
+        part = data.NeuronIOArrays.from_store(store, np.array([1, 3]))
+        assert part is not first and part.n_sims == 2
+        assert data.NeuronIOArrays.from_store(store, np.array([1, 3])) is part
+        assert data.NeuronIOArrays.from_store(store, channels=np.arange(store.n_synapses)[::-1]) is not first
+        copy = dataset.write_store(dataset.open_dataset(fake_store).load(), tmp_path / "copy.zarr")
+        assert data.NeuronIOArrays.from_store(copy) is not first  # another store
+    assert data.NeuronIOArrays.from_store(store) is not first
+    np.testing.assert_array_equal(data.NeuronIOArrays.from_store(store).spikes, first.spikes)
+
+
 def test_arrays_read_the_store(fake_store):
     store = NeuronIOStore(fake_store)
     arrays = data.NeuronIOArrays.from_store(store)
