@@ -63,6 +63,7 @@ class StudyConfig:
     batches_per_epoch: int = 500
     probe_batches: int = 20
     burn_in_ms: int = 150
+    grad_clip_norm: float | None = None  # every run's gradient-norm clip (surrogate.config.TrainConfig); None: none
     seed: int = 0  # model initialisation and window sampling of every run
     models: dict = field(default_factory=dict)  # name → {kind, model_config, lr | lr_grid}
     workers: int = 2
@@ -143,8 +144,8 @@ def make_data(cfg: StudyConfig, data: Path) -> dict[str, Path]:
 def _fields(cfg: StudyConfig, spec: dict, lr: float, train: Path, valid: Path, out: Path) -> dict:
     return {"model": spec["kind"], "model_config": spec.get("model_config", {}), "train": str(train),
             "valid": str(valid), "out": str(out), "batch_size": BATCH_SIZE, "window_ms": WINDOW_MS,
-            "burn_in_ms": cfg.burn_in_ms, "lr": lr, "seed": cfg.seed, "threads": cfg.threads,
-            "batches_per_epoch": cfg.batches_per_epoch, "device": cfg.device,
+            "burn_in_ms": cfg.burn_in_ms, "lr": lr, "grad_clip_norm": cfg.grad_clip_norm, "seed": cfg.seed,
+            "threads": cfg.threads, "batches_per_epoch": cfg.batches_per_epoch, "device": cfg.device,
             "data_mode": cfg.data_mode}
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     burn_in_ms: int = BURN_IN_MS  # first steps of each window (and validation simulation) left out of the loss
     skip_ms: int | None = None  # windows start at or after this time; None: 500 ms when the simulations allow
     lr: float = 5e-4  # Adam's initial learning rate, decayed to 0 by a cosine over all batches
+    grad_clip_norm: float | None = None  # clip the gradients' global L2 norm to this before each step; None: don't
     seed: int = 0  # model initialisation and window sampling
     early_stopping_patience: int = 0  # stop after this many validations without improvement; 0 = never
     valid_every: int = 1  # validate every this many epochs (and always after the last)
@@ -62,6 +63,8 @@ class TrainConfig:
             self._require_int("threads", minimum=1)
         if not self.lr > 0:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ConfigError(f"grad_clip_norm must be a positive number or None, got {self.grad_clip_norm!r}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ConfigError(f"max_wall_s must be a positive number of seconds, got {self.max_wall_s!r}")
         if self.data_mode not in DATA_MODES:

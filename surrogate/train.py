@@ -141,14 +141,15 @@ class _Trainer:
             return
         cfg = self.cfg
         while self.epoch < cfg.epochs:
-            train_loss, batches, stop = self._train_epoch()
+            train_loss, batches, stop, clipped = self._train_epoch()
             self.next_batch += batches
             epoch_done = self.next_batch == cfg.batches_per_epoch
             last = self.epoch + 1 == cfg.epochs and epoch_done
             out_of_time = stop == "wall_budget"
             record = {"epoch": self.epoch + 1, "step": self.step, "batches": batches, "train_loss": train_loss,
                       "valid_loss": None, "valid_auc": None, "valid_rmse_mv": None,
-                      "lr": self.optimizer.param_groups[0]["lr"]}
+                      "lr": self.optimizer.param_groups[0]["lr"],
+                      "clipped_fraction": clipped / batches if cfg.grad_clip_norm is not None and batches else None}
             if not math.isfinite(train_loss):
                 raise TrainingError(f"training diverged: the training loss is {train_loss} in epoch {self.epoch + 1}; "
                                     "try a lower --lr")
@@ -170,12 +171,12 @@ class _Trainer:
             if self.status != "running":
                 break
 
-    def _train_epoch(self) -> tuple[float, int, str | None]:
+    def _train_epoch(self) -> tuple[float, int, str | None, int]:
         """Train the rest of the current epoch; returns (mean loss over processes, batches run, why it stopped
-        early: None, "wall_budget" or "interrupted")."""
+        early: None, "wall_budget" or "interrupted", batches whose gradient norm was clipped)."""
         cfg, d = self.cfg, self.d
         self.ddp.train()
-        total, count, stop = 0.0, 0, None
+        total, count, stop, clipped = 0.0, 0, None, 0
         bar = tqdm(range(self.next_batch, cfg.batches_per_epoch), desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=not (d.main and self.progress), leave=False, dynamic_ncols=True)
         for _ in bar:
@@ -186,6 +187,9 @@ class _Trainer:
             loss = window_loss(self.ddp(x), spike, soma, cfg.burn_in_ms)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip_norm is not None:
+                norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
+                clipped += int(norm.item() > cfg.grad_clip_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
@@ -199,7 +203,7 @@ class _Trainer:
                 stop = "interrupted"
                 break
         bar.close()
-        return ddp.mean_across(d, total, count), count, stop
+        return ddp.mean_across(d, total, count), count, stop, clipped
 
     def _validate(self, record: dict) -> bool:
         """Fill the validation metrics into ``record``, update the best weights; True when patience ran out."""

@@ -123,8 +123,10 @@ def test_study_config_checks_and_refuses_another_study_in_the_same_folder(tmp_pa
     _check_same_study(StudyConfig(models={"e": ELM}), tmp_path)
     _check_same_study(StudyConfig(models={"e": ELM}, threads=1, neuronio="/x", data_mode="lazy"),
                       tmp_path)  # runtime only
-    assert _fields(StudyConfig(models={"e": ELM}, data_mode="memory"), ELM, 0.01, "t", "v", "o")["data_mode"] \
-        == "memory"
+    fields = _fields(StudyConfig(models={"e": ELM}, data_mode="memory", grad_clip_norm=1.0), ELM, 0.01, "t", "v", "o")
+    assert fields["data_mode"] == "memory" and fields["grad_clip_norm"] == 1.0
+    with pytest.raises(ConfigError, match="grad_clip_norm"):
+        _check_same_study(StudyConfig(models={"e": ELM}, grad_clip_norm=1.0), tmp_path)
     with pytest.raises(ConfigError, match="train_sims"):
         _check_same_study(StudyConfig(models={"e": ELM}, train_sims=10), tmp_path)
     assert main(["--config", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "s")]) == 2

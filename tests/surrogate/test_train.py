@@ -159,6 +159,26 @@ def test_same_seed_same_weights_other_seed_other_weights(stores, tmp_path):
     assert not torch.equal(checkpoint_weights(a)["readout.weight"], checkpoint_weights(c)["readout.weight"])
 
 
+def test_gradients_are_clipped_to_the_given_norm_before_each_step(stores, tmp_path, monkeypatch):
+    """The optimizer sees gradients of global L2 norm at most grad_clip_norm, and the history says how many
+    batches were clipped; without the option the gradients reach it unchanged."""
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    plain = train(tiny_config(stores, tmp_path / "plain"), progress=False)
+    unclipped, seen[:] = list(seen), []
+    clipped = train(tiny_config(stores, tmp_path / "clipped", grad_clip_norm=1e-4), progress=False)
+    assert min(unclipped) > 1e-4 and max(seen) <= 1e-4 * (1 + 1e-5)
+    assert [h["clipped_fraction"] for h in json.loads((clipped / "history.json").read_text())] == [1.0, 1.0]
+    assert all(h["clipped_fraction"] is None for h in json.loads((plain / "history.json").read_text()))
+
+
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(stores, tmp_path):
     straight = train(tiny_config(stores, tmp_path / "straight"), progress=False)
     cut = tiny_config(stores, tmp_path / "cut", max_wall_s=1e-9)  # stops after the first batch
@@ -310,6 +330,7 @@ def test_nan_and_missing_stores_are_caught_before_writing(stores, tmp_path, data
     ("model_config", {"hidden": 8, "colour": 1}, "colour"),
     ("lr", -1.0, "lr must be"),
     ("data_mode", "disk", "data_mode must be one of auto, memory, lazy"),
+    ("grad_clip_norm", 0.0, "grad_clip_norm must be a positive number"),
 ])
 def test_bad_configs_are_config_errors(stores, tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
