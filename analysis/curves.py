@@ -24,6 +24,7 @@ TABLE_FILE = "learning_curve.md"
 JSON_FILE = "learning_curve.json"
 FIGURE_FILE = "learning_curve.png"
 MS_PER_HOUR = 3.6e6
+MAX_EXTRAPOLATED_H = 1e6  # h of training data; a power-law extrapolation further than this says nothing
 #: (point key, panel title) of the figure's panels
 SCORES = (("spike_auc", "test spike ROC AUC"), ("tpr_1pct", "test TPR at 1 % FPR"),
           ("rmse_mV", "test soma RMSE (mV)"))
@@ -186,8 +187,10 @@ def _extrapolations(curve: dict, target_auc: float | None = None) -> list[str]:
         if best is None or best >= target:
             continue
         hours = hours_to_reach(points, "spike_auc", target)
-        need = "the curve does not improve enough to extrapolate" if hours is None else \
-            f"a power law through its last points reaches it at ~{hours:.3g} h of training data"
+        if hours is None:
+            need = f"its curve does not extrapolate to it within {MAX_EXTRAPOLATED_H:.0e} h of data"
+        else:
+            need = f"a power law through its last points reaches it at ~{hours:.3g} h of training data"
         lines.append(f"- {model}: AUC {best:.4f} at {points[-1]['train_hours']:.3g} h, "
                      f"{target - best:.4f} below {name} {target:.4f}; {need}.")
     return lines + ([""] if lines else [])
@@ -195,7 +198,8 @@ def _extrapolations(curve: dict, target_auc: float | None = None) -> list[str]:
 
 def hours_to_reach(points: list[dict], key: str, target: float) -> float | None:
     """Hours of data at which a power-law fit of (1 − score) against hours (log–log, the last three points of
-    one model) reaches ``1 − target``; None with fewer than two usable points or a curve that does not improve.
+    one model) reaches ``1 − target``; None with fewer than two usable points, a curve that does not improve, or
+    an answer beyond ``MAX_EXTRAPOLATED_H``.
 
     Used to extrapolate how much data a model needs to reach a published AUC.
     """
@@ -206,4 +210,6 @@ def hours_to_reach(points: list[dict], key: str, target: float) -> float | None:
     slope, intercept = np.polyfit(np.log(hours), np.log(1 - score), 1)
     if slope > -1e-3:  # flat within rounding: no finite amount of data reaches the target
         return None
-    return float(np.exp((np.log(1 - target) - intercept) / slope))
+    log_hours = (np.log(1 - target) - intercept) / slope
+    # a shallow curve extrapolates to astronomically many hours (or past float range): not a usable estimate
+    return float(np.exp(log_hours)) if log_hours <= np.log(MAX_EXTRAPOLATED_H) else None

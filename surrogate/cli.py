@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows start at or after this time in ms (default 500, less if simulations are short)")
     p.add_argument("--lr", type=_positive_float, metavar="LR",
                    help="Adam's initial learning rate, cosine-decayed to 0 over all batches (default 5e-4)")
+    p.add_argument("--grad-clip-norm", type=_positive_float, metavar="NORM",
+                   help="clip the gradients' global norm to NORM before each step (default: no clipping)")
     p.add_argument("--seed", type=int, metavar="S", help="seed of model initialisation and window sampling (default 0)")
     p.add_argument("--early-stopping-patience", type=int, metavar="N",
                    help="stop after N validations without a lower validation loss (default 0 = never)")

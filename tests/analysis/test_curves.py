@@ -97,3 +97,9 @@ def test_power_law_extrapolation_reaches_the_target():
     assert curves.hours_to_reach(points, "spike_auc", 0.99) == pytest.approx(8.0)
     flat = [{"train_hours": h, "spike_auc": 0.9} for h in (1, 2)]
     assert curves.hours_to_reach(flat, "spike_auc", 0.99) is None
+
+
+def test_an_extrapolation_past_a_million_hours_is_no_estimate():
+    # 1 − AUC falls by 0.1 % per doubling: reaching 0.9999 would take far beyond 10^6 h
+    points = [{"train_hours": h, "spike_auc": 1 - 0.1 * h ** -0.0015} for h in (1, 2, 4)]
+    assert curves.hours_to_reach(points, "spike_auc", 0.9999) is None
