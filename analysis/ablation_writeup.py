@@ -231,7 +231,8 @@ def markdown_section(title: str, summary: pd.DataFrame, verdicts: Sequence[Verdi
     lines = [f"## {title}", ""]
     lines += [" ".join(v.sentence for v in verdicts), ""]
     lines += [f"Data: {data}. Seeds: {len(seeds)} per variant ({', '.join(map(str, seeds))}), {n_runs} runs. "
-              f"Wall time: {wall_s:.0f} s in all ({summary['train_wall_s'].sum():.0f} s of it training).", ""]
+              f"Wall time: {summary['train_wall_s'].sum():.0f} s of training over all runs; this notebook run took "
+              f"{wall_s:.0f} s (less when it resumed finished runs).", ""]
     headers = [*columns, "params", "n seeds", "spike AUC", "RMSE (mV)"]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for _, row in summary.iterrows():

@@ -89,3 +89,13 @@ def test_notebook_runs_in_quick_mode(tmp_path, name):
     assert any(word in text for word in ("**Reproduced**", "**Not resolved**", "**Contradicted**"))
     last = [cell for cell in nb.cells if cell.cell_type == "code"][-1]
     assert "write_section" in last.source  # the last cell writes the write-up
+
+
+def test_the_full_mode_script_knows_every_notebook_and_refuses_others():
+    import subprocess
+
+    script = NOTEBOOKS.parent / "scripts" / "ablations.sh"
+    names = next(line for line in script.read_text().splitlines() if line.startswith("NAMES="))
+    assert sorted(n + "_ablation" for n in names.split(":-")[1].rstrip("}").split()) == sorted(CASES)
+    done = subprocess.run(["bash", str(script), "no_such"], capture_output=True, text=True)
+    assert done.returncode == 2 and "no notebook notebooks/no_such_ablation.ipynb" in done.stderr

@@ -115,7 +115,7 @@ def test_markdown_section_holds_table_data_seeds_wall_time_figure_and_rules(tmp_
     lines = text.splitlines()
     assert lines[0] == "## Timescale" and lines[2] == verdicts[0].sentence
     assert "Data: train 3 × 0.5 s" in text and "Seeds: 3 per variant (0, 1, 2), 9 runs" in text
-    assert "Wall time: 123 s in all (30 s of it training)" in text
+    assert "Wall time: 30 s of training over all runs; this notebook run took 123 s" in text
     assert "| variant | τ_max (ms) | published params | params | n seeds | spike AUC | RMSE (mV) |" in lines
     assert "| long | 25 | 4,601 | 100 | 3 | 0.9500 ± 0.0100 | 1.000 ± 0.100 |" in lines
     assert "| short | 5 |  | 102 | 3 | 0.9000 (one seed) | 2.000 (one seed) |" in lines

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Full-mode runs of the ablation notebooks (issue 15) on the quality study's data, resumable: each notebook keeps
+# its finished (variant, seed) runs and resumes an interrupted one, so re-running the same command goes on.
+# Usage: scripts/ablations.sh [NAME ...]   NAME: timescale, dendritic, memory_size, nmda (default: all four, in
+# that order). Needs runs/quality/data (scripts/quality_study.py) and, for nmda, runs/quality_ampa/data (the same
+# sizes and seeds generated with configs/quality_ampa.toml).
+# Results: runs/ablation/NAME/ (the executed notebook, run directories, ablation.csv, figure, writeup.md); the
+# write-up and its figure are copied to docs/ablations/NAME/ for the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+NAMES=${*:-timescale dendritic memory_size nmda}
+for name in $NAMES; do
+  notebook=notebooks/${name}_ablation.ipynb
+  [ -f "$notebook" ] || { echo "scripts/ablations.sh: no notebook $notebook" >&2; exit 2; }
+  out=runs/ablation/$name
+  mkdir -p "$out"
+  # memory: the 2 h stores are read once per sweep (~10 GB) instead of once per run
+  "$PY" -m papermill "$notebook" "$out/${name}_ablation.ipynb" -p out_dir "$out" -p data_mode memory \
+    --log-output --no-progress-bar
+  mkdir -p "docs/ablations/$name"
+  cp "$out/writeup.md" "$out"/*.png "docs/ablations/$name/"
+done
