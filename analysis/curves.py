@@ -14,6 +14,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from analysis.evaluate import AnalysisError, evaluate, load_arrays, open_run, open_store, run_burn_in
 from analysis.plots import _colors, _save, _style
@@ -140,6 +141,12 @@ def plot_learning_curve(curve: dict, path: str | Path, target_auc: float | None 
         elif ref is None and target_auc is not None and key == "spike_auc":
             ax.axhline(target_auc, color="grey", ls=":", lw=1.2, label=f"target AUC {target_auc:g}")
         ax.set(xscale="log", xlabel="simulated training data (h, log)", title=label)
+        # the sizes themselves as ticks: a log axis spanning under a decade labels its minor ticks on top of
+        # each other
+        hours = sorted({p["train_hours"] for p in curve["points"]})
+        ax.xaxis.set_major_locator(FixedLocator(hours))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda h, _: f"{h:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
     handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8,
                ncol=min(len(handles), 4), frameon=False)
