@@ -103,3 +103,15 @@ def test_an_extrapolation_past_a_million_hours_is_no_estimate():
     # 1 − AUC falls by 0.1 % per doubling: reaching 0.9999 would take far beyond 10^6 h
     points = [{"train_hours": h, "spike_auc": 1 - 0.1 * h ** -0.0015} for h in (1, 2, 4)]
     assert curves.hours_to_reach(points, "spike_auc", 0.9999) is None
+
+
+def test_the_figure_ticks_are_the_training_sizes(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(curves, "_save", lambda fig, path: figures.append(fig) or path)
+    points = [{"model": "m", "train_hours": h, "train_sims": int(h * 600), "spike_auc": 1 - 0.02 / h,
+               "tpr_1pct": 0.5, "rmse_mV": 1.0} for h in (0.25, 0.5, 1, 2)]
+    curves.plot_learning_curve({"points": points, "reference": None}, tmp_path / "c.png", target_auc=0.99)
+    for ax in figures[0].axes:
+        assert list(ax.get_xticks()) == [0.25, 0.5, 1, 2]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.25", "0.5", "1", "2"]
+        assert not ax.xaxis.get_minor_ticks()
