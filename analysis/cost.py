@@ -16,7 +16,8 @@ from torch import nn
 
 from conventions.signals import DT_MS
 from surrogate.data import NeuronIOData
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 from surrogate.models import model_input_width
 from surrogate.predict import model_channels, predict_arrays
 

@@ -3,7 +3,8 @@
 Imports go one way: :mod:`conventions` and :mod:`biophys.dataset` (the store reader) below, nothing of
 :mod:`analysis` (which reads the run directories written here); NEURON is never imported. What lives where:
 
-- models: :mod:`surrogate.elm` (ELM / Branch-ELM config, pure step function, thin module), :mod:`surrogate.routing`
+- models: :mod:`surrogate.elm_config` (ELM / Branch-ELM hyper-parameters), :mod:`surrogate.elm` (pure step
+  function, thin module), :mod:`surrogate.routing`
   (Branch-ELM routing, paired by synapse layout), :mod:`surrogate.elm_fused` + ``csrc/elm_kernels.cpp`` (the fast
   recurrence), :mod:`surrogate.tcn`, :mod:`surrogate.lstm`; :mod:`surrogate.models` (the registry, ``num_params``);
   :mod:`surrogate.published` (the public ELM release's arguments and conformance weights);

@@ -12,7 +12,8 @@ import dataclasses
 from torch import nn
 
 from conventions.layout import SynapseLayout
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 from surrogate.lstm import LSTMConfig, LSTMModel
 from surrogate.tcn import TCN, TCN_PRESETS, TCNConfig
 

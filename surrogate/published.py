@@ -1,5 +1,5 @@
 """Interop with the public ELM release (Spieler et al. 2023, github.com/AaronSpieler/elmneuron): its constructor
-arguments mapped onto :class:`surrogate.elm.ELMConfig`, its state_dict keys onto an :class:`surrogate.elm.ELM`'s,
+arguments mapped onto :class:`surrogate.elm_config.ELMConfig`, its state_dict keys onto an :class:`surrogate.elm.ELM`'s,
 the synapse layout its NeuronIO models read, and its conformance cases' weights loaded into an ELM.
 
 The release's reference modules (v1 ``expressive_leaky_memory_neuron.py``, v2 ``…_v2.py``) hold the same
@@ -19,7 +19,8 @@ import torch
 from biophys.morphology import segment_name
 from conventions.configkeys import refuse_unknown_keys
 from conventions.layout import KINDS, SynapseLayout
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 from surrogate.models import build_model
 
 RELEASE_ARGS = {

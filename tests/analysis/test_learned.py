@@ -6,7 +6,8 @@ import torch
 
 from analysis import learned
 from fakes import fake_synapses
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 
 
 def test_branch_elm_weights_average_over_the_slots_that_read_each_input():

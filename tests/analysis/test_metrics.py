@@ -10,7 +10,8 @@ from torch import nn
 from analysis import cost, metrics
 from conventions.scores import spike_auc
 from conventions.spikes import match_spikes
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 from surrogate.models import num_params
 
 

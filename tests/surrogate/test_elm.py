@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.elm import ELM, ELMConfig, branch_sum, elm_step, initial_state, make_routing
+from surrogate.elm import ELM, branch_sum, elm_step, initial_state, make_routing
+from surrogate.elm_config import ELMConfig
 from surrogate.models import num_params
 from surrogate.published import load_conformance_npz
 from surrogate.routing import neuronio_routing

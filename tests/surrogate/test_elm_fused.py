@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import surrogate.elm_fused as fused
-from surrogate.elm import ELM, ELMConfig
+from surrogate.elm import ELM
+from surrogate.elm_config import ELMConfig
 
 BACKENDS = ["auto", "torch"]
 

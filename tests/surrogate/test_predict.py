@@ -10,7 +10,8 @@ from conventions.layout import SynapseLayout
 from fakes import fake_dataset
 from surrogate import predict
 from surrogate.data import LazyNeuronIO, NeuronIOArrays, store_layout
-from surrogate.elm import ELMConfig, make_routing
+from surrogate.elm import make_routing
+from surrogate.elm_config import ELMConfig
 from surrogate.models import build_model
 from surrogate.routing import layout_interleaving
 
