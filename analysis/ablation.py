@@ -130,37 +130,33 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
     out_dir = Path(out_dir)
     test, valid = open_store(test_store), open_store(valid_store)
     test_data, valid_data = load_arrays(test), load_arrays(valid)  # read once, scored once per run
+    rows = []
     with reuse_loaded():  # with data_mode "memory" the stores are read once for the whole sweep
-        rows = [_train_and_score(base, variant, overrides, seed, out_dir / name / f"seed{seed}", train_store,
-                                 valid_store, test, valid, test_data, valid_data, burn_in_ms, progress)
-                for (variant, overrides), name in zip(variants.items(), names) for seed in seeds]
+        for (variant, overrides), name in zip(variants.items(), names):
+            for seed in seeds:
+                run_dir = out_dir / name / f"seed{seed}"
+                paths = {"train": str(train_store), "valid": str(valid_store), "out": str(run_dir)}
+                cfg = TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
+                train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
+                run = open_run(run_dir)
+                result = evaluate(run, test, burn_in_ms, valid, test_data, valid_data).metrics
+                rows.append({
+                    "variant": variant,
+                    "seed": seed,
+                    "model": result["model"],
+                    "params": result["params"],
+                    "spike_auc": result["spike_auc"],
+                    "tpr_at_1pct_fpr": result["tpr_at_fpr"]["1.00%"],
+                    "rmse_mV": result["rmse_mV"],
+                    "train_wall_s": run.metrics["wall_s"],
+                    "epochs_trained": run.metrics["epochs_completed"],
+                    "run": str(run_dir),
+                    **setting_columns(overrides),
+                })
     table = pd.DataFrame(rows).astype({m: float for m in METRICS})
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / TABLE_FILE, index=False)
     return table
-
-
-def _train_and_score(base, variant, overrides, seed, run_dir, train_store, valid_store, test, valid, test_data,
-                     valid_data, burn_in_ms, progress) -> dict:
-    """Train (or resume, or only re-open) one (variant, seed) run and score it: one row of the table."""
-    paths = {"train": str(train_store), "valid": str(valid_store), "out": str(run_dir)}
-    cfg = TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
-    train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
-    run = open_run(run_dir)
-    result = evaluate(run, test, burn_in_ms, valid, test_data, valid_data).metrics
-    return {
-        "variant": variant,
-        "seed": seed,
-        "model": result["model"],
-        "params": result["params"],
-        "spike_auc": result["spike_auc"],
-        "tpr_at_1pct_fpr": result["tpr_at_fpr"]["1.00%"],
-        "rmse_mV": result["rmse_mV"],
-        "train_wall_s": run.metrics["wall_s"],
-        "epochs_trained": run.metrics["epochs_completed"],
-        "run": str(run_dir),
-        **setting_columns(overrides),
-    }
 
 
 def run_ablation_per_cell(base: Mapping, variants: Mapping[str, Mapping], stores: Mapping[str, Mapping],

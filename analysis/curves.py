@@ -131,6 +131,8 @@ def plot_learning_curve(curve: dict, path: str | Path, target_auc: float | None 
     models = list(dict.fromkeys(p["model"] for p in curve["points"]))
     colors = _colors(models)
     ref = curve["reference"]
+    # the sizes themselves as ticks: a log axis spanning under a decade labels its minor ticks on top of each other
+    hours = sorted({p["train_hours"] for p in curve["points"]})
     for ax, (key, label) in zip(axes, SCORES):
         for model in models:
             line = [(p["train_hours"], p[key]) for p in curve["points"] if p["model"] == model and p[key] is not None]
@@ -141,9 +143,6 @@ def plot_learning_curve(curve: dict, path: str | Path, target_auc: float | None 
         elif ref is None and target_auc is not None and key == "spike_auc":
             ax.axhline(target_auc, color="grey", ls=":", lw=1.2, label=f"target AUC {target_auc:g}")
         ax.set(xscale="log", xlabel="simulated training data (h, log)", title=label)
-        # the sizes themselves as ticks: a log axis spanning under a decade labels its minor ticks on top of
-        # each other
-        hours = sorted({p["train_hours"] for p in curve["points"]})
         ax.xaxis.set_major_locator(FixedLocator(hours))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda h, _: f"{h:g}"))
         ax.xaxis.set_minor_locator(NullLocator())
