@@ -14,7 +14,7 @@ import time
 import torch
 
 from surrogate.elm_fused import recurrence_backend
-from surrogate.models import build_model
+from surrogate.models import build_model, num_params
 
 BATCH = 8
 INPUT_RATE_PER_MS = 0.005  # NeuronIO-like sparse input: spike probability per channel per 1 ms bin
@@ -46,7 +46,7 @@ def main() -> None:
     n_in = model.config.n_inputs
     result = {
         "model": "branch-elm",
-        "params": model.num_params(),
+        "params": num_params(model),
         "batch": BATCH,
         "threads": args.threads,
         "repeats": args.repeats,
