@@ -14,7 +14,10 @@ Quick mode's toy cell lives in :mod:`analysis.ablation_toy` (re-exported here); 
 from __future__ import annotations
 
 import copy
+import functools
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,6 +28,7 @@ from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from conventions.signals import BURN_IN_MS
 from surrogate.config import TrainConfig
 from surrogate.data import reuse_loaded
+from surrogate.shared_data import share_directory
 from surrogate.train import train
 
 #: Result columns of every (variant, seed) row, besides one column per overridden setting.
@@ -95,7 +99,7 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: str | Path, valid_store: str | Path,
                  test_store: str | Path, out_dir: str | Path, seeds: Sequence[int] = (0,),
-                 burn_in_ms: int = BURN_IN_MS, progress: bool = False) -> pd.DataFrame:
+                 burn_in_ms: int = BURN_IN_MS, progress: bool = False, workers: int = 1) -> pd.DataFrame:
     """Train every variant of ``base`` once per seed and score each run on whole simulations of ``test_store``.
 
     Args:
@@ -107,13 +111,17 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
         out_dir: gets ``<variant>/seed<k>`` run directories and the table as ``ablation.csv``.
         seeds: training seeds (model initialisation and window sampling; see :func:`seed_overrides`).
         burn_in_ms: evaluation burn-in per simulation (ms).
+        progress: progress bars while training (one process only).
+        workers: runs trained at once, each in its own process with the base config's ``threads``. The processes
+            map one copy of the stores read into RAM (:mod:`surrogate.shared_data`) rather than one each. Results
+            do not depend on it; on few cores, small models train faster per core with one thread each.
     Returns:
         One row per (variant, seed), variants in the given order: the columns of :data:`RESULT_COLUMNS` (spike
         ROC AUC, TPR at 1 % FPR, somatic RMSE in mV on the clipped voltage, trainable parameters, training wall
         time in s) plus one column per setting any variant overrides (NaN where a variant keeps the base value).
     Raises:
-        ValueError: no variants, bad seeds, or a base or variant that sets what is set here; plus the errors of
-            train() and evaluate().
+        ValueError: no variants, bad seeds or workers, or a base or variant that sets what is set here; plus the
+            errors of train() and evaluate().
     """
     if not variants:
         raise ValueError("run_ablation needs at least one variant")
@@ -127,41 +135,57 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
     names = [_run_name(v) for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"variant names must stay distinct as directory names, got {names}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     out_dir = Path(out_dir)
-    test, valid = open_store(test_store), open_store(valid_store)
-    test_data, valid_data = load_arrays(test), load_arrays(valid)  # read once, scored once per run
-    rows = []
-    with reuse_loaded():  # with data_mode "memory" the stores are read once for the whole sweep
-        for (variant, overrides), name in zip(variants.items(), names):
-            for seed in seeds:
-                run_dir = out_dir / name / f"seed{seed}"
-                paths = {"train": str(train_store), "valid": str(valid_store), "out": str(run_dir)}
-                cfg = TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
-                train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
-                run = open_run(run_dir)
-                result = evaluate(run, test, burn_in_ms, valid, test_data, valid_data).metrics
-                rows.append({
-                    "variant": variant,
-                    "seed": seed,
-                    "model": result["model"],
-                    "params": result["params"],
-                    "spike_auc": result["spike_auc"],
-                    "tpr_at_1pct_fpr": result["tpr_at_fpr"]["1.00%"],
-                    "rmse_mV": result["rmse_mV"],
-                    "train_wall_s": run.metrics["wall_s"],
-                    "epochs_trained": run.metrics["epochs_completed"],
-                    "run": str(run_dir),
-                    **setting_columns(overrides),
-                })
+    open_store(test_store), open_store(valid_store)  # a missing store fails here, before any training
+    jobs = [(variant, name, overrides, seed) for (variant, overrides), name in zip(variants.items(), names)
+            for seed in seeds]
+    run_one = functools.partial(_train_and_score, base, str(train_store), str(valid_store), str(test_store), out_dir,
+                                burn_in_ms, progress and workers == 1)
+    if workers == 1:
+        with reuse_loaded():  # the stores are read once for the whole sweep (with data_mode "memory")
+            rows = [run_one(job) for job in jobs]
+    else:
+        # spawned, not forked: torch's thread pools do not survive a fork
+        with share_directory() as share, ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
+            rows = list(pool.map(functools.partial(run_one, share_dir=share), jobs))
     table = pd.DataFrame(rows).astype({m: float for m in METRICS})
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / TABLE_FILE, index=False)
     return table
 
 
+def _train_and_score(base: Mapping, train_store: str, valid_store: str, test_store: str, out_dir: Path,
+                     burn_in_ms: int, progress: bool, job: tuple, share_dir: Path | None = None) -> dict:
+    """One (variant, seed) of :func:`run_ablation`: train (or resume) its run and score it; its table row."""
+    variant, name, overrides, seed = job
+    run_dir = out_dir / name / f"seed{seed}"
+    paths = {"train": train_store, "valid": valid_store, "out": str(run_dir)}
+    cfg = TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
+    with reuse_loaded(share_dir):
+        train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
+        run = open_run(run_dir)
+        test, valid = open_store(test_store), open_store(valid_store)
+        result = evaluate(run, test, burn_in_ms, valid, load_arrays(test), load_arrays(valid)).metrics
+    return {
+        "variant": variant,
+        "seed": seed,
+        "model": result["model"],
+        "params": result["params"],
+        "spike_auc": result["spike_auc"],
+        "tpr_at_1pct_fpr": result["tpr_at_fpr"]["1.00%"],
+        "rmse_mV": result["rmse_mV"],
+        "train_wall_s": run.metrics["wall_s"],
+        "epochs_trained": run.metrics["epochs_completed"],
+        "run": str(run_dir),
+        **setting_columns(overrides),
+    }
+
+
 def run_ablation_per_cell(base: Mapping, variants: Mapping[str, Mapping], stores: Mapping[str, Mapping],
                           out_dir: str | Path, seeds: Sequence[int] = (0,), burn_in_ms: int = BURN_IN_MS,
-                          progress: bool = False) -> pd.DataFrame:
+                          progress: bool = False, workers: int = 1) -> pd.DataFrame:
     """:func:`run_ablation` on each of several cells: ``stores`` maps a cell name to its {"train", "valid",
     "test"} store paths; cell ``c`` runs under ``out_dir/<c>``. Returns the tables stacked, with a first column
     ``cell``, and writes it as ``out_dir/ablation.csv``."""
@@ -174,7 +198,7 @@ def run_ablation_per_cell(base: Mapping, variants: Mapping[str, Mapping], stores
         if missing:
             raise ValueError(f"cell {cell!r} lacks the {missing} store(s)")
         table = run_ablation(base, variants, paths["train"], paths["valid"], paths["test"], out_dir / _run_name(cell),
-                             seeds, burn_in_ms, progress)
+                             seeds, burn_in_ms, progress, workers)
         tables.append(table.assign(cell=cell)[["cell", *table.columns]])
     combined = pd.concat(tables, ignore_index=True)
     combined.to_csv(out_dir / TABLE_FILE, index=False)

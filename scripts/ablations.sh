@@ -6,9 +6,14 @@
 # sizes and seeds generated with configs/quality_ampa.toml).
 # Results: runs/ablation/NAME/ (the executed notebook, run directories, ablation.csv, figure, writeup.md); the
 # write-up and its figure are copied to docs/ablations/NAME/ for the repository.
+# WORKERS runs train at once, THREADS torch threads each (defaults 2 and 1, for 2 cores: the ELM's recurrence
+# runs step by step, which threads barely speed up; benchmarks/sweep_speed.py compares layouts on a machine).
+# The workers map one copy of the data in RAM (/dev/shm), ~10 GB for the 2 h study's training store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+WORKERS=${WORKERS:-2}
+THREADS=${THREADS:-1}
 NAMES=${*:-timescale dendritic memory_size nmda}
 for name in $NAMES; do
   notebook=notebooks/${name}_ablation.ipynb
@@ -17,6 +22,7 @@ for name in $NAMES; do
   mkdir -p "$out"
   # memory: the 2 h stores are read once per sweep (~10 GB) instead of once per run
   "$PY" -m papermill "$notebook" "$out/${name}_ablation.ipynb" -p out_dir "$out" -p data_mode memory \
+    -p workers "$WORKERS" -p threads "$THREADS" \
     --log-output --no-progress-bar
   mkdir -p "docs/ablations/$name"
   cp "$out/writeup.md" "$out"/*.png "docs/ablations/$name/"

@@ -33,6 +33,7 @@ from torch import Tensor
 from biophys.dataset import NeuronIOStore, StoreError
 from conventions.layout import SynapseLayout
 from conventions.signals import soma_target
+from surrogate.shared_data import Alloc, load_shared
 
 WINDOW_MS = 500
 SKIP_MS = 500
@@ -47,21 +48,29 @@ def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
 
 #: In-memory data kept for reuse inside :func:`reuse_loaded`; None outside it.
 _reused: dict | None = None
+#: Directory through which processes share what they load (see :func:`reuse_loaded`); None: not shared.
+_share_dir: Path | None = None
 
 
 @contextlib.contextmanager
-def reuse_loaded() -> Iterator[None]:
+def reuse_loaded(share_dir: str | Path | None = None) -> Iterator[None]:
     """Inside this block, :meth:`NeuronIOArrays.from_store` hands back the arrays it read before for the same
     store (path and manifest), simulations and channels instead of reading them again; on leaving it they are
-    dropped. For sweeps that train many models on one dataset in one process (:mod:`analysis.ablation`): 2 h of
-    NeuronIO input take ~2 min to read. The arrays are shared, so nothing may write into them (training doesn't).
+    dropped. For sweeps that train many models on one dataset (:mod:`analysis.ablation`): 2 h of NeuronIO input
+    take ~2 min to read. The arrays are shared, so nothing may write into them (training doesn't).
+
+    With ``share_dir`` (from :func:`surrogate.shared_data.share_directory`), the input spikes are also shared
+    between processes: the first process to read a store writes them there, and every process maps that copy
+    read-only (:func:`surrogate.shared_data.load_shared`). A nested block without ``share_dir`` keeps the outer's.
     """
-    global _reused
-    outer, _reused = _reused, {} if _reused is None else _reused
+    global _reused, _share_dir
+    outer = _reused, _share_dir
+    _reused = {} if _reused is None else _reused
+    _share_dir = _share_dir if share_dir is None else Path(share_dir)
     try:
         yield
     finally:
-        _reused = outer
+        _reused, _share_dir = outer
 
 
 def _reuse_key(store: NeuronIOStore, positions: np.ndarray, channels: np.ndarray | None) -> tuple:
@@ -197,12 +206,17 @@ class NeuronIOArrays(_Targets):
         key = _reuse_key(store, positions, channels) if _reused is not None else None
         if key in (_reused or {}):
             return _reused[key]
-        targets = _read_targets(store, positions, channels)
-        n_syn = store.n_synapses if channels is None else len(channels)
-        spikes = np.empty((len(positions), store.n_time, n_syn), np.uint8)
-        for row, position in enumerate(positions):
-            sim = store.read_input_spikes(int(position))
-            spikes[row] = sim if channels is None else sim[:, channels]
+
+        def read(alloc: Alloc) -> tuple[np.ndarray, dict]:
+            targets = _read_targets(store, positions, channels)  # first: bad voltages fail before the spikes' read
+            n_syn = store.n_synapses if channels is None else len(channels)
+            spikes = alloc((len(positions), store.n_time, n_syn), np.uint8)
+            for row, position in enumerate(positions):
+                sim = store.read_input_spikes(int(position))
+                spikes[row] = sim if channels is None else sim[:, channels]
+            return spikes, targets
+
+        spikes, targets = read(np.empty) if _share_dir is None else load_shared(_share_dir, key, read)
         data = cls(spikes=spikes, **targets)
         if key is not None:
             _reused[key] = data

@@ -32,3 +32,9 @@ def test_data_speed_prints_memory_and_lazy_times():
     assert result["shape"] == [16, 4000, 1278]
     for mode in ("memory", "lazy"):
         assert result[mode]["batch_ms"] > 0 and result[mode]["elm_step_ms"] > result[mode]["batch_ms"]
+
+
+def test_sweep_speed_times_each_layout_against_the_first():
+    result = _json_line("sweep_speed.py", "--layouts", "1x1", "2x1", "--steps", "2", "--rounds", "1")
+    assert set(result["steps_per_s"]) == {"1x1", "2x1"} and result["over_first"]["1x1"] == 1.0
+    assert all(rate > 0 for rate in result["steps_per_s"].values())

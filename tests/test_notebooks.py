@@ -33,6 +33,8 @@ CASES = {
     "memory_size_ablation": (6, "d_memory", "memory_size.png", 1),
     "nmda_ablation": (4, "tau_m_max_ms", "nmda.png", 2),
 }
+#: Notebooks whose quick-mode test trains on two processes (from the kernel, as scripts/ablations.sh runs them).
+TWO_WORKERS = ("nmda_ablation",)
 
 
 def test_kernel_is_this_interpreter(tmp_path):
@@ -57,7 +59,7 @@ def test_parameters_cell_comes_first_and_holds_plain_assignments(name):
     body = ast.parse(code[0].source).body
     assert all(isinstance(node, ast.Assign) for node in body)  # no imports, conditions or calls
     names = {target.id for node in body for target in node.targets}
-    assert {"quick", "out_dir", "threads", "seeds", "train"} <= names
+    assert {"quick", "out_dir", "threads", "workers", "seeds", "train"} <= names
     assert "environ" not in "".join(cell.source for cell in code)  # settings come from parameters only
     assert len(ast.literal_eval(next(n.value for n in body if n.targets[0].id == "seeds"))) >= 3  # full mode
 
@@ -68,7 +70,8 @@ def test_notebook_runs_in_quick_mode(tmp_path, name):
     out = tmp_path / "out"
     start = time.monotonic()
     nb = papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
-                                    parameters={"quick": True, "out_dir": str(out), "threads": 1},
+                                    parameters={"quick": True, "out_dir": str(out), "threads": 1,
+                                                "workers": 2 if name in TWO_WORKERS else 1},
                                     kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
                                     execution_timeout=CELL_TIMEOUT_S)
     print(f"{name}: {time.monotonic() - start:.1f} s")

@@ -90,9 +90,26 @@ def test_a_sweep_in_memory_reads_the_training_store_once(fake_store, tmp_path, m
     ablation.run_ablation({**TINY, "data_mode": "memory"}, variants, fake_store, fake_store, fake_store,
                           tmp_path / "sweep", seeds=[0, 1], burn_in_ms=50)
     n_sims = NeuronIOStore(fake_store).n_sims
-    # one read for training and validation (here the same store and simulations), one each for the test and
-    # validation arrays that score the runs; without reuse, every one of the 4 runs would read it twice more
-    assert len(reads) == 3 * n_sims
+    # here the training, validation and test stores are one store, read whole by each: one read in all;
+    # without reuse, each of the 4 runs would read it three times
+    assert len(reads) == n_sims
+
+
+def test_a_sweep_on_two_workers_gives_the_serial_table(fake_store, tmp_path):
+    variants = {"a": {}, "b": {"model_config": {"d_memory": 2}}}
+    base = {**TINY, "data_mode": "memory"}
+    serial = ablation.run_ablation(base, variants, fake_store, fake_store, fake_store, tmp_path / "serial",
+                                   seeds=[0, 1], burn_in_ms=50)
+    parallel = ablation.run_ablation(base, variants, fake_store, fake_store, fake_store, tmp_path / "parallel",
+                                     seeds=[0, 1], burn_in_ms=50, workers=2)
+    assert list(parallel["variant"]) == list(serial["variant"]) and list(parallel["seed"]) == list(serial["seed"])
+    for metric in ablation.METRICS:  # same seeds, one thread each: the same models
+        np.testing.assert_allclose(parallel[metric], serial[metric], rtol=1e-5)
+    weights = [torch.load(tmp_path / d / "b" / "seed1" / "model.pt")["state_dict"]["w_y.weight"]
+               for d in ("serial", "parallel")]
+    torch.testing.assert_close(*weights)
+    with pytest.raises(ValueError, match="workers"):
+        ablation.run_ablation(base, variants, fake_store, fake_store, fake_store, tmp_path / "x", workers=0)
 
 
 def test_run_ablation_refuses_bad_arguments(fake_store, tmp_path):

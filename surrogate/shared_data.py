@@ -1,0 +1,81 @@
+"""Arrays read once per machine and mapped by every process of a parallel sweep, through files in a RAM-backed
+directory.
+
+A sweep that trains models in several processes at once (:func:`analysis.ablation.run_ablation` with
+``workers``) would otherwise hold one in-memory copy of its training store per process: 9 GB each for 2 h of
+NeuronIO input. Here the first process that needs an array reads it into a ``.npy`` file of the shared
+directory, under a file lock; every process, that one included, then maps the file read-only, so its pages are in
+RAM once however many processes read them. On Linux the directory lives in ``/dev/shm`` (tmpfs, i.e. RAM, not
+disk); it is removed when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Callable, Hashable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: RAM-backed directory for the shared files where the system has one (else the system's temporary directory).
+SHM_ROOT = Path("/dev/shm")
+
+#: alloc(shape, dtype) → a writable array that a loader fills in place.
+Alloc = Callable[[tuple[int, ...], Any], np.ndarray]
+
+
+@contextlib.contextmanager
+def share_directory(prefix: str = "neuroncompute-share-") -> Iterator[Path]:
+    """A fresh directory for :func:`load_shared` files, in RAM where possible; removed with its files on exit."""
+    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_shared(share_dir: str | Path, key: Hashable, load: Callable[[Alloc], tuple[np.ndarray, Any]]
+                ) -> tuple[np.ndarray, Any]:
+    """The array (and picklable companion) ``load`` makes for ``key``, made once by whichever process asks first.
+
+    Args:
+        share_dir: a directory every participating process can read and write (see :func:`share_directory`).
+        key: identifies the data; its ``repr`` names the files, so it must be the same in every process.
+        load: ``load(alloc)`` allocates its array with ``alloc(shape, dtype)``, fills it and returns it with a
+            companion object (e.g. the small arrays that go with it). Called at most once per key and directory.
+    Returns:
+        (read-only memory map of the array, the companion). A load that raised leaves nothing behind that
+        another call would take for finished: the files get their final names only once complete.
+    """
+    share_dir = Path(share_dir)
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    array_path, extra_path = share_dir / f"{name}.npy", share_dir / f"{name}.pkl"
+    with open(share_dir / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not extra_path.exists():
+            partial = share_dir / f"{name}.partial.npy"
+            made: list[np.memmap] = []
+
+            def alloc(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+                if made:
+                    raise ValueError("load_shared's loader may allocate one array")
+                made.append(np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=tuple(shape)))
+                return made[0]
+
+            array, extra = load(alloc)
+            if not made or array is not made[0]:
+                raise ValueError("load_shared's loader must return the array it allocated with alloc")
+            made[0].flush()
+            os.replace(partial, array_path)
+            partial_extra = share_dir / f"{name}.partial.pkl"
+            partial_extra.write_bytes(pickle.dumps(extra))
+            os.replace(partial_extra, extra_path)  # last: its presence says the pair is complete
+        return np.load(array_path, mmap_mode="r"), pickle.loads(extra_path.read_bytes())
