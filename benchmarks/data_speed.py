@@ -52,9 +52,10 @@ def ms_per_call(fn, calls: int, repeats: int) -> float:
     return round(statistics.median(times), 2)
 
 
-def step_ms(data, model: torch.nn.Module, calls: int, repeats: int) -> float:
+def training_step(data, model: torch.nn.Module, seed: int = 1):
+    """A function that runs one training step as ``surrogate.train`` does: a batch, forward, backward, Adam."""
     optimizer = torch.optim.Adam(model.parameters())
-    sampler = WindowSampler(data, BATCH, WINDOW_MS, seed=1)
+    sampler = WindowSampler(data, BATCH, WINDOW_MS, seed=seed)
 
     def step() -> None:
         x, spike, soma = sampler.batch()
@@ -63,7 +64,11 @@ def step_ms(data, model: torch.nn.Module, calls: int, repeats: int) -> float:
         loss.backward()
         optimizer.step()
 
-    return ms_per_call(step, calls, repeats)
+    return step
+
+
+def step_ms(data, model: torch.nn.Module, calls: int, repeats: int) -> float:
+    return ms_per_call(training_step(data, model), calls, repeats)
 
 
 def main() -> None:

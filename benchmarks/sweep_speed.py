@@ -20,33 +20,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+import torch  # noqa: E402
+from data_speed import BATCH, WINDOW_MS, fake_store, training_step  # noqa: E402  (a sibling script)
 
-BATCH = 8
-WINDOW_MS = 500
-BURN_IN_MS = 150
+from surrogate.data import NeuronIOArrays  # noqa: E402
+from surrogate.models import build_model  # noqa: E402
 
 
 def _worker(store: str, threads: int, steps: int, seed: int, barrier, results) -> None:
-    import torch
-
-    from surrogate.data import NeuronIOArrays, WindowSampler
-    from surrogate.models import build_model
-    from surrogate.objective import window_loss
-
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     data = NeuronIOArrays.from_store(store)
-    model = build_model("branch-elm", {"n_inputs": data.n_synapses})
-    optimizer = torch.optim.Adam(model.parameters())
-    sampler = WindowSampler(data, BATCH, WINDOW_MS, seed=seed)
-
-    def step() -> None:
-        x, spike, soma = sampler.batch()
-        loss = window_loss(model(x), spike, soma, BURN_IN_MS)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = training_step(data, build_model("branch-elm", {"n_inputs": data.n_synapses}), seed)
     for _ in range(3):  # warm-up
         step()
     barrier.wait()
@@ -80,8 +65,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="layouts are timed in turn, this many times")
     args = parser.parse_args()
     layouts = [tuple(int(n) for n in layout.split("x")) for layout in args.layouts]
-    from data_speed import fake_store
-
     with tempfile.TemporaryDirectory() as tmp:
         store = str(fake_store(Path(tmp) / "wide.zarr"))
         rates = {layout: [] for layout in layouts}
