@@ -68,6 +68,7 @@ def load_shared(share_dir: str | Path, key: Hashable, load: Callable[[Alloc], tu
                 if made:
                     raise ValueError("load_shared's loader may allocate one array")
                 made.append(np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=tuple(shape)))
+                _reserve(partial)
                 return made[0]
 
             array, extra = load(alloc)
@@ -79,3 +80,15 @@ def load_shared(share_dir: str | Path, key: Hashable, load: Callable[[Alloc], tu
             partial_extra.write_bytes(pickle.dumps(extra))
             os.replace(partial_extra, extra_path)  # last: its presence says the pair is complete
         return np.load(array_path, mmap_mode="r"), pickle.loads(extra_path.read_bytes())
+
+
+def _reserve(path: Path) -> None:
+    """Claim the file's blocks now: a RAM-backed file that runs out of room while it is written through a memory
+    map kills the process (SIGBUS) instead of raising."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            raise OSError(f"{path.parent} has no room for a shared array of {size / 1e9:.2f} GB ({exc.strerror}); "
+                          "free RAM, or train on fewer processes or with lazy data") from None

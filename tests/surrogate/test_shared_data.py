@@ -69,6 +69,16 @@ def test_a_failed_load_leaves_nothing_taken_for_finished(tmp_path):
         shared_data.load_shared(tmp_path, "other", lambda alloc: (np.zeros(2), None))
 
 
+def test_no_room_for_the_array_is_one_clear_error(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shared_data.os, "posix_fallocate", full)
+    with pytest.raises(OSError, match=r"has no room for a shared array of .* GB \(No space left on device\)"):
+        shared_data.load_shared(tmp_path, "k", lambda alloc: (alloc((10,), np.uint8), None))
+    assert not list(tmp_path.glob("*.npy")) or all("partial" in p.name for p in tmp_path.glob("*.npy"))
+
+
 def test_neuronio_arrays_shared_through_a_directory_match_a_plain_read(fake_store, monkeypatch):
     plain = data.NeuronIOArrays.from_store(fake_store)
     with shared_data.share_directory() as share:
