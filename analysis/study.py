@@ -219,7 +219,7 @@ def score_models(cfg: StudyConfig, root: Path, stores: dict[str, Path], training
     if cfg.neuronio is not None:
         store = study_report.import_neuronio(Path(cfg.neuronio), root / "data" / "neuronio.zarr")
         neuronio = {"store": str(store), "scores": study_report.score_on(final, store)}
-    return {"curve": curve, "report": report, "neuronio": neuronio}
+    return {"curve": curve, "report": report, "neuronio": neuronio, "final": final}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "models on as well")
     p.add_argument("--target-auc", type=float, metavar="AUC", help="without --reference: the test AUC the "
                    "learning curve extrapolates each model's data need to")
+    p.add_argument("--publish", type=Path, metavar="DIR", help="when the study is done, copy the models trained "
+                   "on all data (without optimizer checkpoints), the learning curve and study.md into DIR (e.g. "
+                   "results/quality)")
     p.add_argument("--reference", metavar="RUN", help="run directory of a published checkpoint (`python -m "
                    "surrogate import-elmneuron`), the learning curve's reference line")
     for name, kind in (("train-sims", int), ("valid-sims", int), ("test-sims", int), ("duration-ms", int),
@@ -246,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "out")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "out", "publish")}
     root = args.out
     try:
         cfg = StudyConfig.load(args.config, overrides)
@@ -258,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                   "config": dataclasses.asdict(cfg), "simulation": study_report.simulation_cost(stores),
                   "training": training, "neuronio": scored["neuronio"]}
         print(f"wrote {study_report.write_study(root, record, scored['curve'], scored['report'])}")
+        if args.publish is not None:
+            for path in study_report.publish(scored["final"], root, args.publish):
+                print(f"published {path}")
     except (AnalysisError, ConfigError, StoreError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ data, and OUT/study.md + OUT/study.json beside the learning curve."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,38 @@ def write_study(root: Path, record: dict, curve_md: Path, report_md: Path | None
     write_text_atomic(root / STUDY_JSON, json.dumps(record, indent=2) + "\n")
     write_text_atomic(root / STUDY_MD, markdown(record, curve_md, report_md))
     return root / STUDY_MD
+
+
+#: What a run directory holds that a published copy leaves out: the optimizer state for resuming (~4× the weights).
+UNPUBLISHED = ("checkpoint.pt",)
+
+
+def publish(final_runs: dict[str, Path], root: Path, dest: Path) -> list[Path]:
+    """Copy what a study's users need into ``dest`` (e.g. ``results/quality``): each model's run on all of the
+    data (without :data:`UNPUBLISHED` files), the learning curve and study.md. Each item is copied beside its
+    final name and then renamed into place, so an interrupted copy is never taken for a finished one.
+
+    Returns:
+        The paths written under ``dest``.
+    """
+    items = {run.name: run for run in final_runs.values()}
+    items.update({"learning_curve": root / "learning_curve", STUDY_MD: root / STUDY_MD})
+    missing = [str(p) for p in items.values() if not p.exists()]
+    if missing:
+        raise AnalysisError(f"nothing to publish at {', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, source in items.items():
+        target, partial = dest / name, dest / f".{name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        if source.is_dir():
+            shutil.copytree(source, partial, ignore=shutil.ignore_patterns(*UNPUBLISHED))
+        else:
+            shutil.copy2(source, partial)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        partial.rename(target)
+        written.append(target)
+    return written

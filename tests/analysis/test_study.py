@@ -193,8 +193,35 @@ def test_the_study_runs_end_to_end_and_a_rerun_skips_everything(tmp_path):
     text = (root / "study.md").read_text()
     assert "published schedule" in text and "simulation CPU-hours" in text
     stamps = {p: os.stat(p).st_mtime_ns for p in root.rglob("metrics.json") if "report" not in p.parts}
-    assert main(["--config", str(config), "--out", str(root)]) == 0
+    published = tmp_path / "results"
+    assert main(["--config", str(config), "--out", str(root), "--publish", str(published)]) == 0
     assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps
+    assert sorted(p.name for p in published.iterdir()) == ["belm_sims00008", "learning_curve", "lstm_sims00008",
+                                                           "study.md", "tcn_sims00008"]
+    assert (published / "tcn_sims00008" / "model.pt").exists()
+    assert not list(published.rglob("checkpoint.pt"))
+
+
+def test_publish_copies_the_final_runs_without_checkpoints_and_replaces_an_older_copy(tmp_path):
+    root, dest = tmp_path / "study", tmp_path / "results"
+    run = root / "curve" / "m" / "m_sims00008"
+    run.mkdir(parents=True)
+    for name in ("model.pt", "config.json", "checkpoint.pt"):
+        (run / name).write_text(name)
+    (root / "learning_curve").mkdir()
+    (root / "learning_curve" / "learning_curve.md").write_text("curve")
+    (root / "study.md").write_text("study v1")
+    study_report.publish({"m": run}, root, dest)
+    assert sorted(p.name for p in (dest / "m_sims00008").iterdir()) == ["config.json", "model.pt"]
+    (root / "study.md").write_text("study v2")
+    (run / "model.pt").write_text("better weights")
+    study_report.publish({"m": run}, root, dest)
+    assert (dest / "study.md").read_text() == "study v2"
+    assert (dest / "m_sims00008" / "model.pt").read_text() == "better weights"
+    assert not list(dest.glob(".*partial"))
+    (root / "study.md").unlink()
+    with pytest.raises(AnalysisError, match="nothing to publish at .*study.md"):
+        study_report.publish({"m": run}, root, dest)
 
 
 def test_original_neuronio_pickles_are_imported_once_and_scored(tmp_path, monkeypatch):
