@@ -8,6 +8,7 @@ by forward hooks on their layers during a short probe run, which holds for model
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -153,9 +154,11 @@ def batched_speed(model: nn.Module, data: NeuronIOData, neuron_wall_s: float | N
     all of ``data``).
 
     Returns:
-        :func:`inference_speed`'s dict plus n_sims, batch_size and torch_threads of the measurement.
+        :func:`inference_speed`'s dict plus n_sims, batch_size and torch_threads of the measurement, and the
+        1-minute load average before it (``load_average``; compare with the CPU count).
     """
     n_sims = max(n_sims, data.n_sims)
+    load = os.getloadavg()[0]  # recorded because a busy machine slows the timing
     channels = model_channels(model, data)
     with torch.no_grad():
         model(torch.zeros(1, min(data.n_time, 64), model_input_width(model)))
@@ -163,4 +166,5 @@ def batched_speed(model: nn.Module, data: NeuronIOData, neuron_wall_s: float | N
     predict_arrays(model, _Repeated(data, n_sims), batch_size, channels=channels)
     wall_s = time.perf_counter() - start
     speed = inference_speed(n_sims * data.n_time, wall_s, data.n_sims * data.n_time, neuron_wall_s, neuron_reason)
-    return {**speed, "n_sims": n_sims, "batch_size": batch_size, "torch_threads": torch.get_num_threads()}
+    return {**speed, "n_sims": n_sims, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+            "load_average": round(load, 2)}

@@ -172,7 +172,8 @@ def _markdown(names: list[str], results: list[dict], figures: list[tuple[str, Pa
         "- MACs/ms: multiply-adds per simulated millisecond (ELM: from the equations; others: forward hooks). "
         "Speed: simulated seconds per wall-clock second of batched CPU inference"
         f" over {first['speed']['n_sims']} whole simulations in batches of {first['speed']['batch_size']}"
-        f" ({first['speed']['torch_threads']} torch thread(s)).",
+        f" ({first['speed']['torch_threads']} torch thread(s); load average {first['speed'].get('load_average', 'n/a')}"
+        f" on {os.cpu_count()} CPUs before the timing).",
     ]
     lines += [f"- vs NEURON: n/a because {reason}." for reason in speed_notes]
     lines += learning_notes(names, results)

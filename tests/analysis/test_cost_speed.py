@@ -38,6 +38,7 @@ def test_speed_runs_64_simulations_in_batches_of_the_given_size(data):
     assert model.shapes[0][0] == 1  # the warm-up
     assert [s[0] for s in model.shapes[1:]] == [16, 16, 16, 16]
     assert speed["n_sims"] == 64 and speed["batch_size"] == 16 and speed["torch_threads"] == torch.get_num_threads()
+    assert speed["load_average"] >= 0.0
     assert speed["simulated_s_per_wall_s"] == pytest.approx(64 * 0.2 / speed["wall_s"])
     # NEURON's rate is the store's own: 3 simulations of 0.2 s in 2 s
     assert speed["neuron_simulated_s_per_wall_s"] == pytest.approx(0.3)

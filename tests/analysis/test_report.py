@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -188,7 +189,8 @@ def test_cli_evaluate_and_report(tmp_path, stores, capsys):
     assert result["speed"]["batch_size"] == 8
     assert main(["report", str(run), "--data", str(test), "--valid", str(valid), "--speed-batch", "32",
                  "--out", str(tmp_path / "rep")]) == 0
-    assert "in batches of 32" in (tmp_path / "rep" / "report.md").read_text()
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "in batches of 32" in text and re.search(r"load average \d+\.\d+ on \d+ CPUs before the timing", text)
 
 
 def test_cli_user_errors_exit_2_with_one_line_and_write_nothing(tmp_path, stores, capsys):
