@@ -27,8 +27,7 @@ from analysis.ablation_toy import toy_dataset, toy_synapses, write_toy_stores  #
 from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from conventions.signals import BURN_IN_MS
 from surrogate.config import TrainConfig
-from surrogate.data import reuse_loaded
-from surrogate.shared_data import share_directory
+from surrogate.shared_data import reuse_loaded, share_directory
 from surrogate.train import train
 
 #: Result columns of every (variant, seed) row, besides one column per overridden setting.

@@ -20,8 +20,6 @@ Only :class:`biophys.dataset.NeuronIOStore` knows the storage layout; this modul
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +31,7 @@ from torch import Tensor
 from biophys.dataset import NeuronIOStore, StoreError
 from conventions.layout import SynapseLayout
 from conventions.signals import soma_target
-from surrogate.shared_data import Alloc, load_shared
+from surrogate.shared_data import Alloc, load_shared, remember, reused, share_dir_in_use
 
 WINDOW_MS = 500
 SKIP_MS = 500
@@ -44,40 +42,6 @@ def signed_inputs(spikes: np.ndarray, signs: np.ndarray) -> np.ndarray:
     x = spikes.astype(np.float32)
     x *= signs.astype(np.float32)  # in place: a batch is 20 MB, and a second buffer costs a third of the time
     return x
-
-
-#: In-memory data kept for reuse inside :func:`reuse_loaded`; None outside it.
-_reused: dict | None = None
-#: Directory through which processes share what they load (see :func:`reuse_loaded`); None: not shared.
-_share_dir: Path | None = None
-
-
-@contextlib.contextmanager
-def reuse_loaded(share_dir: str | Path | None = None) -> Iterator[None]:
-    """Inside this block, :meth:`NeuronIOArrays.from_store` hands back the arrays it read before for the same
-    store (path and manifest), simulations and channels instead of reading them again; on leaving it they are
-    dropped. For sweeps that train many models on one dataset (:mod:`analysis.ablation`): 2 h of NeuronIO input
-    take ~2 min to read. The arrays are shared, so nothing may write into them (training doesn't).
-
-    With ``share_dir`` (from :func:`surrogate.shared_data.share_directory`), the input spikes are also shared
-    between processes: the first process to read a store writes them there, and every process maps that copy
-    read-only (:func:`surrogate.shared_data.load_shared`). A nested block without ``share_dir`` keeps the outer's.
-    """
-    global _reused, _share_dir
-    outer = _reused, _share_dir
-    _reused = {} if _reused is None else _reused
-    _share_dir = _share_dir if share_dir is None else Path(share_dir)
-    try:
-        yield
-    finally:
-        _reused, _share_dir = outer
-
-
-def _reuse_key(store: NeuronIOStore, positions: np.ndarray, channels: np.ndarray | None) -> tuple:
-    manifest = Path(store.path) / "manifest.json"
-    stamp = manifest.stat().st_mtime_ns if manifest.exists() else None
-    return (str(Path(store.path).resolve()), stamp, positions.tobytes(),
-            None if channels is None else np.asarray(channels, np.int64).tobytes())
 
 
 #: Bytes per ms a simulation's targets take in memory: float32 voltage + bool spike label.
@@ -203,9 +167,9 @@ class NeuronIOArrays(_Targets):
         """
         store = _open(store)
         positions = _positions(store, sims)
-        key = _reuse_key(store, positions, channels) if _reused is not None else None
-        if key in (_reused or {}):
-            return _reused[key]
+        key, data = reused(store, positions, channels)
+        if data is not None:
+            return data
 
         def read(alloc: Alloc) -> tuple[np.ndarray, dict]:
             targets = _read_targets(store, positions, channels)  # first: bad voltages fail before the spikes' read
@@ -216,11 +180,9 @@ class NeuronIOArrays(_Targets):
                 spikes[row] = sim if channels is None else sim[:, channels]
             return spikes, targets
 
-        spikes, targets = read(np.empty) if _share_dir is None else load_shared(_share_dir, key, read)
-        data = cls(spikes=spikes, **targets)
-        if key is not None:
-            _reused[key] = data
-        return data
+        share_dir = share_dir_in_use()
+        spikes, targets = read(np.empty) if share_dir is None else load_shared(share_dir, key, read)
+        return remember(key, cls(spikes=spikes, **targets))
 
 
 @dataclass

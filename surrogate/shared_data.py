@@ -1,5 +1,5 @@
-"""Arrays read once per machine and mapped by every process of a parallel sweep, through files in a RAM-backed
-directory.
+"""Loaded stores reused instead of read again: within a process inside :func:`reuse_loaded`, and across the
+processes of a parallel sweep through files in a RAM-backed directory.
 
 A sweep that trains models in several processes at once (:func:`analysis.ablation.run_ablation` with
 ``workers``) would otherwise hold one in-memory copy of its training store per process: 9 GB each for 2 h of
@@ -24,11 +24,61 @@ from typing import Any
 
 import numpy as np
 
+#: In-memory data kept for reuse inside :func:`reuse_loaded`; None outside it.
+_reused: dict | None = None
+#: Directory through which processes share what they load (see :func:`reuse_loaded`); None: not shared.
+_share_dir: Path | None = None
+
 #: RAM-backed directory for the shared files where the system has one (else the system's temporary directory).
 SHM_ROOT = Path("/dev/shm")
 
 #: alloc(shape, dtype) → a writable array that a loader fills in place.
 Alloc = Callable[[tuple[int, ...], Any], np.ndarray]
+
+
+@contextlib.contextmanager
+def reuse_loaded(share_dir: str | Path | None = None) -> Iterator[None]:
+    """Inside this block, :meth:`surrogate.data.NeuronIOArrays.from_store` hands back the arrays it read before
+    for the same store (path and manifest), simulations and channels instead of reading them again; on leaving it
+    they are dropped. For sweeps that train many models on one dataset (:mod:`analysis.ablation`): 2 h of NeuronIO
+    input take ~2 min to read. The arrays are shared, so nothing may write into them (training doesn't).
+
+    With ``share_dir`` (from :func:`share_directory`), the input spikes are also shared between processes: the
+    first process to read a store writes them there, and every process maps that copy read-only
+    (:func:`load_shared`). A nested block without ``share_dir`` keeps the outer's.
+    """
+    global _reused, _share_dir
+    outer = _reused, _share_dir
+    _reused = {} if _reused is None else _reused
+    _share_dir = _share_dir if share_dir is None else Path(share_dir)
+    try:
+        yield
+    finally:
+        _reused, _share_dir = outer
+
+
+def reused(store: Any, positions: np.ndarray, channels: np.ndarray | None) -> tuple[tuple | None, Any]:
+    """(key, data kept for it or None) of a read of ``positions`` and ``channels`` of ``store`` (a
+    :class:`biophys.dataset.NeuronIOStore`); key None outside :func:`reuse_loaded`."""
+    if _reused is None:
+        return None, None
+    manifest = Path(store.path) / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns if manifest.exists() else None
+    key = (str(Path(store.path).resolve()), stamp, positions.tobytes(),
+           None if channels is None else np.asarray(channels, np.int64).tobytes())
+    return key, _reused.get(key)
+
+
+def remember(key: tuple | None, data: Any) -> Any:
+    """Keep ``data`` for ``key`` (from :func:`reused`) while the block lasts; hands ``data`` back."""
+    if key is not None and _reused is not None:
+        _reused[key] = data
+    return data
+
+
+def share_dir_in_use() -> Path | None:
+    """The directory the enclosing :func:`reuse_loaded` block shares through, or None."""
+    return _share_dir
 
 
 @contextlib.contextmanager

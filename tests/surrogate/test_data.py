@@ -8,7 +8,7 @@ from biophys import dataset
 from biophys.dataset import NeuronIOStore, StoreError
 from fakes import fake_dataset, fake_store
 from conventions import signals
-from surrogate import data, predict
+from surrogate import data, predict, shared_data
 from surrogate.models import build_model
 
 
@@ -32,7 +32,7 @@ def test_signed_inputs_multiplies_counts_by_sign():
 def test_loaded_arrays_are_reused_only_inside_the_block_and_only_for_the_same_selection(fake_store, tmp_path):
     store = NeuronIOStore(fake_store)
     assert data.NeuronIOArrays.from_store(store) is not data.NeuronIOArrays.from_store(store)
-    with data.reuse_loaded():
+    with shared_data.reuse_loaded():
         first = data.NeuronIOArrays.from_store(fake_store)
         assert data.NeuronIOArrays.from_store(NeuronIOStore(fake_store)) is first
         part = data.NeuronIOArrays.from_store(store, np.array([1, 3]))

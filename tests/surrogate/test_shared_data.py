@@ -82,13 +82,13 @@ def test_no_room_for_the_array_is_one_clear_error(tmp_path, monkeypatch):
 def test_neuronio_arrays_shared_through_a_directory_match_a_plain_read(fake_store, monkeypatch):
     plain = data.NeuronIOArrays.from_store(fake_store)
     with shared_data.share_directory() as share:
-        with data.reuse_loaded(share):
+        with shared_data.reuse_loaded(share):
             shared = data.NeuronIOArrays.from_store(fake_store)
         np.testing.assert_array_equal(shared.spikes, plain.spikes)
         np.testing.assert_array_equal(shared.soma_mv, plain.soma_mv)
         assert shared.layout == plain.layout and not shared.spikes.flags.writeable
         # another block (as another process would) maps the file instead of reading the store again
         monkeypatch.setattr(NeuronIOStore, "read_input_spikes", lambda *a, **k: pytest.fail("read the store again"))
-        with data.reuse_loaded(share):
+        with shared_data.reuse_loaded(share):
             again = data.NeuronIOArrays.from_store(fake_store)
         np.testing.assert_array_equal(again.spikes, plain.spikes)
