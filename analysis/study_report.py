@@ -113,14 +113,17 @@ UNPUBLISHED = ("checkpoint.pt",)
 
 def publish(final_runs: dict[str, Path], root: Path, dest: Path) -> list[Path]:
     """Copy what a study's users need into ``dest`` (e.g. ``results/quality``): each model's run on all of the
-    data (without :data:`UNPUBLISHED` files), the learning curve and study.md. Each item is copied beside its
-    final name and then renamed into place, so an interrupted copy is never taken for a finished one.
+    data (without :data:`UNPUBLISHED` files), the learning curve, study.md and, when the study wrote one, the report
+    of the final models that study.md links to. Each item is copied beside its final name and then renamed into
+    place, so an interrupted copy is never taken for a finished one.
 
     Returns:
         The paths written under ``dest``.
     """
     items = {run.name: run for run in final_runs.values()}
     items.update({"learning_curve": root / "learning_curve", STUDY_MD: root / STUDY_MD})
+    if (root / "report").is_dir():
+        items["report"] = root / "report"
     missing = [str(p) for p in items.values() if not p.exists()]
     if missing:
         raise AnalysisError(f"nothing to publish at {', '.join(missing)}")

@@ -197,7 +197,8 @@ def test_the_study_runs_end_to_end_and_a_rerun_skips_everything(tmp_path):
     assert main(["--config", str(config), "--out", str(root), "--publish", str(published)]) == 0
     assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps
     assert sorted(p.name for p in published.iterdir()) == ["belm_sims00008", "learning_curve", "lstm_sims00008",
-                                                           "study.md", "tcn_sims00008"]
+                                                           "report", "study.md", "tcn_sims00008"]
+    assert (published / "report" / "report.md").exists()  # study.md links to it
     assert (published / "tcn_sims00008" / "model.pt").exists()
     assert not list(published.rglob("checkpoint.pt"))
 
@@ -213,11 +214,15 @@ def test_publish_copies_the_final_runs_without_checkpoints_and_replaces_an_older
     (root / "study.md").write_text("study v1")
     study_report.publish({"m": run}, root, dest)
     assert sorted(p.name for p in (dest / "m_sims00008").iterdir()) == ["config.json", "model.pt"]
+    assert not (dest / "report").exists()  # none written, none asked for
+    (root / "report").mkdir()
+    (root / "report" / "report.md").write_text("report")
     (root / "study.md").write_text("study v2")
     (run / "model.pt").write_text("better weights")
     study_report.publish({"m": run}, root, dest)
     assert (dest / "study.md").read_text() == "study v2"
     assert (dest / "m_sims00008" / "model.pt").read_text() == "better weights"
+    assert (dest / "report" / "report.md").read_text() == "report"
     assert not list(dest.glob(".*partial"))
     (root / "study.md").unlink()
     with pytest.raises(AnalysisError, match="nothing to publish at .*study.md"):
