@@ -44,8 +44,23 @@ def _style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
 
 
+#: Each model family keeps its colour in every figure (report, learning curve), whatever the order of the runs.
+FAMILY_COLORS = ("branch-elm", "tcn", "lstm", "elm")
+
+
 def _colors(names: Sequence[str]) -> dict[str, tuple]:
-    return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1))))
+    """A colour per name: the first run of a model family (its name starts with one in :data:`FAMILY_COLORS`) gets
+    the family's colour, any other run the next unused colour of the palette."""
+    palette = sns.color_palette("colorblind", len(FAMILY_COLORS) + len(names))
+    families = sorted(range(len(FAMILY_COLORS)), key=lambda i: -len(FAMILY_COLORS[i]))  # branch-elm before elm
+    colors, used = {}, set()
+    for name in names:
+        i = next((i for i in families if name.lower().startswith(FAMILY_COLORS[i])), None)
+        if i is None or i in used:
+            i = next(j for j in range(len(FAMILY_COLORS), len(palette)) if j not in used)
+        used.add(i)
+        colors[name] = palette[i]
+    return colors
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
