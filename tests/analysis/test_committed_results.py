@@ -15,7 +15,7 @@ RUN_DIRS = sorted(p.parent for p in RESULTS.rglob("model.pt"))
 
 def test_results_hold_the_quality_study_runs():
     names = {p.name for p in RUN_DIRS}
-    assert {"branch-elm_sims01200", "tcn_sims01200"} <= names
+    assert {"branch-elm_sims01200", "tcn_sims01200", "lstm_sims01200"} <= names
 
 
 @pytest.mark.parametrize("run_dir", RUN_DIRS, ids=lambda p: str(p.relative_to(RESULTS)))
