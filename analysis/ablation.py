@@ -19,7 +19,7 @@ import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -146,13 +146,30 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
         with reuse_loaded():  # the stores are read once for the whole sweep (with data_mode "memory")
             rows = [run_one(job) for job in jobs]
     else:
-        # spawned, not forked: torch's thread pools do not survive a fork
-        with share_directory() as share, ProcessPoolExecutor(workers, multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(functools.partial(run_one, share_dir=share), jobs))
+        with share_directory() as share:
+            rows = map_in_processes(functools.partial(run_one, share_dir=share), jobs, workers)
     table = pd.DataFrame(rows).astype({m: float for m in METRICS})
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / TABLE_FILE, index=False)
     return table
+
+
+def map_in_processes(fn: Callable, jobs: list, workers: int) -> list:
+    """``[fn(job) for job in jobs]`` on ``workers`` spawned processes (spawned, not forked: torch's thread pools do
+    not survive a fork). Interrupted (Ctrl-C, SIGTERM as SystemExit), it cancels the jobs not started and
+    terminates the workers instead of letting them finish every queued job; runs resume from their checkpoints."""
+    context = multiprocessing.get_context("spawn")
+    before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(workers, context)
+    try:
+        rows = list(pool.map(fn, jobs))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in set(multiprocessing.active_children()) - before:
+            child.terminate()
+        raise
+    pool.shutdown()
+    return rows
 
 
 def _train_and_score(base: Mapping, train_store: str, valid_store: str, test_store: str, out_dir: Path,

@@ -17,7 +17,9 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,15 +83,52 @@ def share_dir_in_use() -> Path | None:
     return _share_dir
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphans(root: Path, prefix: str) -> list[Path]:
+    """Remove the share directories under ``root`` whose owner (the pid after ``prefix`` in the name) has died.
+
+    A sweep killed outright (SIGKILL, a job scheduler's preemption) cannot remove its directory, and a tmpfs keeps the
+    files, ~10 GB of RAM for the 2 h store, until someone deletes them; the next sweep does so."""
+    removed = []
+    for path in root.glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def share_directory(prefix: str = "neuroncompute-share-") -> Iterator[Path]:
-    """A fresh directory for :func:`load_shared` files, in RAM where possible; removed with its files on exit."""
-    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else None
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    """A fresh directory for :func:`load_shared` files, in RAM where possible; removed with its files on exit, on
+    SIGTERM too (raised as SystemExit while the block runs, when no other handler is installed), and by the next
+    call if the owner was killed outright (its pid is in the name; :func:`remove_orphans`)."""
+    root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else Path(tempfile.gettempdir())
+    remove_orphans(root, prefix)
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
+    terminate = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if terminate:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield path
     finally:
+        if terminate:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def load_shared(share_dir: str | Path, key: Hashable, load: Callable[[Alloc], tuple[np.ndarray, Any]]

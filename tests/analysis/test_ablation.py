@@ -112,6 +112,50 @@ def test_a_sweep_on_two_workers_gives_the_serial_table(fake_store, tmp_path):
         ablation.run_ablation(base, variants, fake_store, fake_store, fake_store, tmp_path / "x", workers=0)
 
 
+_SWEEP_TERMINATED = """
+import os, sys, time
+from pathlib import Path
+from analysis.ablation import map_in_processes
+from surrogate.shared_data import share_directory
+
+def job(i):
+    Path(sys.argv[1], f"{os.getpid()}.{i}").touch()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    with share_directory():  # installs the SIGTERM handler, as run_ablation does
+        map_in_processes(job, list(range(6)), 2)
+"""
+
+
+def test_a_terminated_sweep_stops_its_workers_instead_of_running_every_queued_job(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script, started = tmp_path / "sweep.py", tmp_path / "started"
+    script.write_text(_SWEEP_TERMINATED)
+    started.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    sweep = subprocess.Popen([sys.executable, str(script), str(started)], cwd=repo,
+                             env={**os.environ, "PYTHONPATH": str(repo)})
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(list(started.iterdir())) == 2  # both workers busy, four jobs queued
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=20) == 128 + signal.SIGTERM
+    workers = {int(p.name.split(".")[0]) for p in started.iterdir()}
+    time.sleep(1)
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert len(list(started.iterdir())) == 2  # no queued job ran
+
+
 def test_run_ablation_refuses_bad_arguments(fake_store, tmp_path):
     out = tmp_path / "sweep"
     with pytest.raises(ValueError, match="at least one variant"):

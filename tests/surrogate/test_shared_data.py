@@ -50,6 +50,36 @@ def test_two_processes_load_once_and_map_the_same_array(tmp_path):
     assert not share.exists()  # removed with its files
 
 
+def test_a_terminated_sweep_removes_its_directory(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import time
+        from surrogate.shared_data import share_directory
+        with share_directory() as share:
+            (share / "big.npy").write_bytes(b"x" * 1000)
+            print(share, flush=True)
+            time.sleep(60)
+        """)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    share = Path(child.stdout.readline().strip())
+    assert share.is_dir()
+    child.terminate()
+    assert child.wait(timeout=30) == 128 + 15
+    assert not share.exists()
+
+
+def test_a_killed_sweeps_directory_is_removed_by_the_next_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(shared_data, "SHM_ROOT", tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"neuroncompute-share-{dead.pid}-abc"
+    live = tmp_path / "neuroncompute-share-1-abc"  # pid 1 is always alive
+    other = tmp_path / "someone-else"
+    for d in (orphan, live, other):
+        d.mkdir()
+    with shared_data.share_directory() as share:
+        assert share.parent == tmp_path
+    assert not orphan.exists() and live.exists() and other.exists()
+
+
 def test_a_failed_load_leaves_nothing_taken_for_finished(tmp_path):
     def broken(alloc):
         alloc((2,), np.float32)
