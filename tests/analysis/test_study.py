@@ -94,9 +94,18 @@ def test_probe_measures_and_is_read_back(stores, tmp_path):
     train, valid = stores
     timing = study_runs.probe(fields(tmp_path / "probe", train, valid), batches=3)
     assert timing.step_s > 0 and timing.valid_s >= 0
+    assert len(json.loads((tmp_path / "probe" / "history.json").read_text())) == 3
     stamp = os.stat(tmp_path / "probe" / "history.json").st_mtime_ns
     assert study_runs.probe(fields(tmp_path / "probe", train, valid), batches=3) == timing
     assert os.stat(tmp_path / "probe" / "history.json").st_mtime_ns == stamp
+
+
+def test_probe_times_leave_the_warm_up_epoch_out_and_read_old_two_epoch_probes():
+    epochs = [{"wall_s": 5.0, "batches": 20}, {"wall_s": 7.0, "batches": 20}, {"wall_s": 12.0, "batches": 20}]
+    timing = study_runs.probe_times(epochs)
+    assert timing.step_s == pytest.approx(0.1) and timing.valid_s == pytest.approx(3.0)
+    old = study_runs.probe_times([{"wall_s": 5.0, "batches": 20}, {"wall_s": 12.0, "batches": 20}])
+    assert old.step_s == pytest.approx(0.25) and old.valid_s == pytest.approx(2.0)
 
 
 def test_the_lowest_validation_loss_picks_the_learning_rate(tmp_path):
