@@ -52,10 +52,9 @@ def _colors(names: Sequence[str]) -> dict[str, tuple]:
     """A colour per name: the first run of a model family (its name starts with one in :data:`FAMILY_COLORS`) gets
     the family's colour, any other run the next unused colour of the palette."""
     palette = sns.color_palette("colorblind", len(FAMILY_COLORS) + len(names))
-    families = sorted(range(len(FAMILY_COLORS)), key=lambda i: -len(FAMILY_COLORS[i]))  # branch-elm before elm
     colors, used = {}, set()
     for name in names:
-        i = next((i for i in families if name.lower().startswith(FAMILY_COLORS[i])), None)
+        i = next((i for i, family in enumerate(FAMILY_COLORS) if name.lower().startswith(family)), None)
         if i is None or i in used:
             i = next(j for j in range(len(FAMILY_COLORS), len(palette)) if j not in used)
         used.add(i)
