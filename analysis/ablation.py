@@ -27,7 +27,7 @@ from analysis.ablation_toy import toy_dataset, toy_synapses, write_toy_stores  #
 from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from conventions.signals import BURN_IN_MS
 from surrogate.config import TrainConfig
-from surrogate.shared_data import reuse_loaded, share_directory
+from surrogate.shared_data import reuse_loaded, share_directory, sigterm_as_exit
 from surrogate.train import train
 
 #: Result columns of every (variant, seed) row, besides one column per overridden setting.
@@ -146,7 +146,7 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
         with reuse_loaded():  # the stores are read once for the whole sweep (with data_mode "memory")
             rows = [run_one(job) for job in jobs]
     else:
-        with share_directory() as share:
+        with sigterm_as_exit(), share_directory() as share:
             rows = map_in_processes(functools.partial(run_one, share_dir=share), jobs, workers)
     table = pd.DataFrame(rows).astype({m: float for m in METRICS})
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -109,22 +109,31 @@ def remove_orphans(root: Path, prefix: str) -> list[Path]:
 
 @contextlib.contextmanager
 def share_directory(prefix: str = "neuroncompute-share-") -> Iterator[Path]:
-    """A fresh directory for :func:`load_shared` files, in RAM where possible; removed with its files on exit, on
-    SIGTERM too (raised as SystemExit while the block runs, when no other handler is installed), and by the next
-    call if the owner was killed outright (its pid is in the name; :func:`remove_orphans`)."""
+    """A fresh directory for :func:`load_shared` files, in RAM where possible; removed with its files on exit (on
+    SIGTERM too inside :func:`sigterm_as_exit`), and by the next call if the owner was killed outright (its pid is
+    in the name; :func:`remove_orphans`)."""
     root = SHM_ROOT if SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK) else Path(tempfile.gettempdir())
     remove_orphans(root, prefix)
     path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root))
-    terminate = threading.current_thread() is threading.main_thread() and \
-        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if terminate:
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield path
     finally:
-        if terminate:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Inside this block SIGTERM raises SystemExit(143), so that ``finally`` clauses (a share's removal, a process
+    pool's shutdown) run; only in the main thread and when no other handler is installed, else a no-op."""
+    install = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if install:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        if install:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _exit_on_sigterm(signum, frame):

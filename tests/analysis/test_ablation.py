@@ -116,14 +116,14 @@ _SWEEP_TERMINATED = """
 import os, sys, time
 from pathlib import Path
 from analysis.ablation import map_in_processes
-from surrogate.shared_data import share_directory
+from surrogate.shared_data import share_directory, sigterm_as_exit
 
 def job(i):
     Path(sys.argv[1], f"{os.getpid()}.{i}").touch()
     time.sleep(60)
 
 if __name__ == "__main__":
-    with share_directory():  # installs the SIGTERM handler, as run_ablation does
+    with sigterm_as_exit(), share_directory():  # as run_ablation does
         map_in_processes(job, list(range(6)), 2)
 """
 

@@ -53,8 +53,8 @@ def test_two_processes_load_once_and_map_the_same_array(tmp_path):
 def test_a_terminated_sweep_removes_its_directory(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import time
-        from surrogate.shared_data import share_directory
-        with share_directory() as share:
+        from surrogate.shared_data import share_directory, sigterm_as_exit
+        with sigterm_as_exit(), share_directory() as share:
             (share / "big.npy").write_bytes(b"x" * 1000)
             print(share, flush=True)
             time.sleep(60)
