@@ -5,7 +5,9 @@ A variant is a dict of :class:`surrogate.config.TrainConfig` fields overriding t
 ``model_config`` is merged key by key into the base's (the standard sweeps are in
 :mod:`analysis.ablation_variants`). Each (variant, seed) trains into ``out_dir/<variant>/seed<k>``; a run directory
 that exists is resumed (a finished run is only re-scored, and a run made under another config is refused by
-:func:`surrogate.train.train`), so an interrupted sweep continues where it stopped.
+:func:`surrogate.train.train`), so an interrupted sweep continues where it stopped. A sweep can also start from
+finished runs of other sweeps (``reuse_from``): a run trained under exactly the config a (variant, seed) asks for,
+apart from :data:`surrogate.config.RUNTIME_FIELDS`, is copied instead of trained again.
 
 Quick mode's toy cell lives in :mod:`analysis.ablation_toy` (re-exported here); the write-up of a sweep in
 :mod:`analysis.ablation_writeup`.
@@ -14,9 +16,12 @@ Quick mode's toy cell lives in :mod:`analysis.ablation_toy` (re-exported here); 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import json
 import multiprocessing
 import re
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -25,8 +30,11 @@ import pandas as pd
 
 from analysis.ablation_toy import toy_dataset, toy_synapses, write_toy_stores  # noqa: F401  (quick mode's data)
 from analysis.evaluate import evaluate, load_arrays, open_run, open_store
+from biophys.dataset import NeuronIOStore
 from conventions.signals import BURN_IN_MS
-from surrogate.config import TrainConfig
+from surrogate import run as rundir
+from surrogate.config import RUNTIME_FIELDS, TrainConfig
+from surrogate.plan import resolve
 from surrogate.shared_data import reuse_loaded, share_directory, sigterm_as_exit
 from surrogate.train import train
 
@@ -98,7 +106,8 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: str | Path, valid_store: str | Path,
                  test_store: str | Path, out_dir: str | Path, seeds: Sequence[int] = (0,),
-                 burn_in_ms: int = BURN_IN_MS, progress: bool = False, workers: int = 1) -> pd.DataFrame:
+                 burn_in_ms: int = BURN_IN_MS, progress: bool = False, workers: int = 1,
+                 reuse_from: Sequence[str | Path] = ()) -> pd.DataFrame:
     """Train every variant of ``base`` once per seed and score each run on whole simulations of ``test_store``.
 
     Args:
@@ -114,6 +123,9 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
         workers: runs trained at once, each in its own process with the base config's ``threads``. The processes
             map one copy of the stores read into RAM (:mod:`surrogate.shared_data`) rather than one each. Results
             do not depend on it; on few cores, small models train faster per core with one thread each.
+        reuse_from: directories searched (recursively) for finished runs; a (variant, seed) without a run
+            directory yet gets a copy of one trained under its config (see :func:`find_finished_run`), marked
+            with :data:`surrogate.run.REUSED_FILE`, instead of training it again.
     Returns:
         One row per (variant, seed), variants in the given order: the columns of :data:`RESULT_COLUMNS` (spike
         ROC AUC, TPR at 1 % FPR, somatic RMSE in mV on the clipped voltage, trainable parameters, training wall
@@ -140,6 +152,16 @@ def run_ablation(base: Mapping, variants: Mapping[str, Mapping], train_store: st
     open_store(test_store), open_store(valid_store)  # a missing store fails here, before any training
     jobs = [(variant, name, overrides, seed) for (variant, overrides), name in zip(variants.items(), names)
             for seed in seeds]
+    missing_sources = [str(d) for d in reuse_from if not Path(d).is_dir()]
+    if missing_sources:
+        raise FileNotFoundError(f"reuse_from: no such directory: {', '.join(missing_sources)}")
+    for job in jobs if reuse_from else ():
+        cfg = _job_config(base, str(train_store), str(valid_store), out_dir, job)
+        run_dir = Path(cfg.out)
+        if not (run_dir.is_dir() and any(run_dir.iterdir())):
+            source = find_finished_run(cfg, reuse_from)
+            if source is not None:
+                adopt_run(source, run_dir)
     run_one = functools.partial(_train_and_score, base, str(train_store), str(valid_store), str(test_store), out_dir,
                                 burn_in_ms, progress and workers == 1)
     if workers == 1:
@@ -172,13 +194,49 @@ def map_in_processes(fn: Callable, jobs: list, workers: int) -> list:
     return rows
 
 
+def _job_config(base: Mapping, train_store: str, valid_store: str, out_dir: Path, job: tuple) -> TrainConfig:
+    """The TrainConfig of one (variant, seed) job of :func:`run_ablation`, training into ``out_dir/<name>/seed<k>``."""
+    _, name, overrides, seed = job
+    paths = {"train": train_store, "valid": valid_store, "out": str(out_dir / name / f"seed{seed}")}
+    return TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
+
+
+def find_finished_run(cfg: TrainConfig, sources: Sequence[str | Path]) -> Path | None:
+    """The first finished run (:data:`surrogate.run.DONE_STATUSES`) under ``sources``, searched recursively, whose saved
+    config equals ``cfg`` resolved against its stores (absolute paths, the full model config) in every field but
+    :data:`RUNTIME_FIELDS` -- the same comparison that resuming a run makes; None if there is none."""
+    resolved = resolve(cfg, NeuronIOStore(cfg.train), NeuronIOStore(cfg.valid), None).cfg
+    wanted = json.loads(json.dumps(dataclasses.asdict(resolved)))  # as saved: tuples become lists
+    for source in sources:
+        for config_file in sorted(Path(source).rglob(rundir.CONFIG_FILE)):
+            run_dir = config_file.parent
+            metrics = run_dir / rundir.METRICS_FILE
+            if not metrics.is_file() or json.loads(metrics.read_text()).get("status") not in rundir.DONE_STATUSES:
+                continue  # a run still training (or cut short) is not the run asked for
+            saved = json.loads(config_file.read_text())
+            if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in RUNTIME_FIELDS):
+                return run_dir
+    return None
+
+
+def adopt_run(source: Path, run_dir: Path) -> None:
+    """Copy the run directory ``source`` to ``run_dir`` (absent or empty) through a temporary name, so that an
+    interrupted copy is never taken for a run, and record where it came from in :data:`surrogate.run.REUSED_FILE`."""
+    partial = run_dir.with_name(run_dir.name + ".copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    rundir.write_json(partial / rundir.REUSED_FILE, {"source": str(Path(source).resolve())})
+    if run_dir.is_dir():
+        run_dir.rmdir()  # empty: checked by the caller
+    partial.rename(run_dir)
+
+
 def _train_and_score(base: Mapping, train_store: str, valid_store: str, test_store: str, out_dir: Path,
                      burn_in_ms: int, progress: bool, job: tuple, share_dir: Path | None = None) -> dict:
     """One (variant, seed) of :func:`run_ablation`: train (or resume) its run and score it; its table row."""
-    variant, name, overrides, seed = job
-    run_dir = out_dir / name / f"seed{seed}"
-    paths = {"train": train_store, "valid": valid_store, "out": str(run_dir)}
-    cfg = TrainConfig.from_dict(merge_config(base, {**seed_overrides(overrides, seed), **paths}))
+    variant, _, overrides, seed = job
+    cfg = _job_config(base, train_store, valid_store, out_dir, job)
+    run_dir = Path(cfg.out)
     with reuse_loaded(share_dir):
         train(cfg, resume=run_dir.is_dir() and any(run_dir.iterdir()), progress=progress)
         run = open_run(run_dir)
@@ -201,7 +259,8 @@ def _train_and_score(base: Mapping, train_store: str, valid_store: str, test_sto
 
 def run_ablation_per_cell(base: Mapping, variants: Mapping[str, Mapping], stores: Mapping[str, Mapping],
                           out_dir: str | Path, seeds: Sequence[int] = (0,), burn_in_ms: int = BURN_IN_MS,
-                          progress: bool = False, workers: int = 1) -> pd.DataFrame:
+                          progress: bool = False, workers: int = 1, reuse_from: Sequence[str | Path] = ()
+                          ) -> pd.DataFrame:
     """:func:`run_ablation` on each of several cells: ``stores`` maps a cell name to its {"train", "valid",
     "test"} store paths; cell ``c`` runs under ``out_dir/<c>``. Returns the tables stacked, with a first column
     ``cell``, and writes it as ``out_dir/ablation.csv``."""
@@ -214,7 +273,7 @@ def run_ablation_per_cell(base: Mapping, variants: Mapping[str, Mapping], stores
         if missing:
             raise ValueError(f"cell {cell!r} lacks the {missing} store(s)")
         table = run_ablation(base, variants, paths["train"], paths["valid"], paths["test"], out_dir / _run_name(cell),
-                             seeds, burn_in_ms, progress, workers)
+                             seeds, burn_in_ms, progress, workers, reuse_from)
         tables.append(table.assign(cell=cell)[["cell", *table.columns]])
     combined = pd.concat(tables, ignore_index=True)
     combined.to_csv(out_dir / TABLE_FILE, index=False)

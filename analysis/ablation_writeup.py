@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.evaluate import open_store
 from conventions.atomic import write_text_atomic
+from surrogate.run import REUSED_FILE
 
 #: Metrics where lower is better; the others are better higher.
 LOWER_IS_BETTER = ("rmse_mV",)
@@ -220,6 +221,18 @@ def data_description(stores: Mapping[str, str | Path]) -> str:
         parts.append(f"{split} {store.n_sims} × {store.n_time / 1000:g} s")
         total_ms += store.n_sims * store.n_time
     return f"{', '.join(parts)} ({total_ms / 3.6e6:.3g} h in all)"
+
+
+def reuse_note(table: pd.DataFrame) -> str:
+    """A sentence on the runs of a sweep table (column ``run``: run directories) that were copied from other
+    sweeps (:data:`surrogate.run.REUSED_FILE`) rather than trained by it; "" when none was."""
+    reused = table["run"].map(lambda run: (Path(run) / REUSED_FILE).is_file()).astype(bool)
+    if not reused.any():
+        return ""
+    wall = table.loc[reused, "train_wall_s"].sum()
+    return (f"{int(reused.sum())} of {len(table)} runs were trained by other sweeps under the same config (data, "
+            f"settings and seed) and copied here (each has {REUSED_FILE}); their {wall:.0f} s of training are "
+            "in the training total above but not in this notebook's wall time.")
 
 
 def markdown_section(title: str, summary: pd.DataFrame, verdicts: Sequence[Verdict],

@@ -20,9 +20,15 @@ for name in $NAMES; do
   [ -f "$notebook" ] || { echo "scripts/ablations.sh: no notebook $notebook" >&2; exit 2; }
   out=runs/ablation/$name
   mkdir -p "$out"
+  extra=()
+  if [ "$name" = nmda ]; then
+    # the AMPA+NMDA grid points that the timescale and memory-size sweeps trained are copied, not retrained
+    reuse=$(for d in runs/ablation/timescale runs/ablation/memory_size; do if [ -d "$d" ]; then printf '%s, ' "$d"; fi; done)
+    extra=(-y "reuse_runs_from: [${reuse%, }]")
+  fi
   # memory: the 2 h stores are read once per sweep (~10 GB) instead of once per run
   "$PY" -m papermill "$notebook" "$out/${name}_ablation.ipynb" -p out_dir "$out" -p data_mode memory \
-    -p workers "$WORKERS" -p threads "$THREADS" \
+    -p workers "$WORKERS" -p threads "$THREADS" "${extra[@]}" \
     --log-output --no-progress-bar
   mkdir -p "docs/ablations/$name"
   cp "$out/writeup.md" "$out"/*.png "docs/ablations/$name/"

@@ -35,6 +35,10 @@ HISTORY_FILE = "history.json"
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 CURVES_FILE = "curves.png"
+#: In a run directory copied from another sweep rather than trained there: {"source": that run's absolute path}.
+REUSED_FILE = "reused_from.json"
+#: metrics.json statuses of a run that trains no further (others: "running", "wall_budget", "interrupted").
+DONE_STATUSES = ("finished", "early_stopped")
 
 
 class RunError(ValueError):

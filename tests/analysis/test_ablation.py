@@ -1,6 +1,7 @@
 """Ablation sweeps on the synthetic fake store with tiny models: seeds, resume, summaries; and the toy cell of
 quick mode."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,9 +10,10 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from analysis import ablation, ablation_toy
+from analysis import ablation, ablation_toy, ablation_writeup
 from biophys.dataset import NeuronIOStore
 from conventions.signals import spike_bins
+from surrogate import run as rundir
 from surrogate.config import ConfigError, TrainConfig
 
 TINY = {"model": "branch-elm", "epochs": 1, "batches_per_epoch": 3, "batch_size": 2, "window_ms": 200,
@@ -75,6 +77,42 @@ def test_run_ablation_trains_every_seed_scores_and_resumes(fake_store, tmp_path)
     # The same directory under another base config is refused instead of silently mixed.
     with pytest.raises(ConfigError, match="different config"):
         ablation.run_ablation({**TINY, "lr": 1e-3}, variants, fake_store, fake_store, fake_store, out, seeds=[0])
+
+
+def test_a_sweep_reuses_finished_runs_of_the_same_config_from_other_sweeps(fake_store, tmp_path):
+    first = ablation.run_ablation(TINY, {"tau_max=5ms": {"model_config": {"tau_m_max_ms": 5.0}}}, fake_store,
+                                  fake_store, fake_store, tmp_path / "first", seeds=[0, 1], burn_in_ms=50)
+    source = tmp_path / "first" / "tau_max=5ms" / "seed1"
+    history = (source / "history.json").read_text()
+    variants = {"short": {"model_config": {"tau_m_max_ms": 5.0}},  # the same runs under another name
+                "long": {"model_config": {"tau_m_max_ms": 50.0}}}  # no such run yet
+    out = tmp_path / "second"
+    (out / "short" / "seed1").mkdir(parents=True)  # an empty run directory is filled too
+    second = ablation.run_ablation(TINY, variants, fake_store, fake_store, fake_store, out, seeds=[1, 2],
+                                   burn_in_ms=50, reuse_from=[tmp_path / "first"])
+
+    reused = out / "short" / "seed1"
+    assert json.loads((reused / rundir.REUSED_FILE).read_text()) == {"source": str(source.resolve())}
+    assert (reused / "history.json").read_text() == history  # copied and re-scored, not trained again
+    np.testing.assert_allclose(second["spike_auc"].iloc[0], first["spike_auc"].iloc[1])
+    # seed 2 of the same variant and the other variant have no finished run of their config: trained here
+    for run in (out / "short" / "seed2", out / "long" / "seed1"):
+        assert (run / "model.pt").exists() and not (run / rundir.REUSED_FILE).exists()
+    assert not list(out.rglob("*.copying"))
+    note = ablation_writeup.reuse_note(second)
+    assert note.startswith("1 of 4 runs were trained by other sweeps") and ablation_writeup.reuse_note(first) == ""
+    # the same config finds the run; another learning rate does not
+    same = TrainConfig.from_dict({**TINY, "seed": 1, "train": str(fake_store), "valid": str(fake_store),
+                                  "out": str(tmp_path / "x"),
+                                  "model_config": {**TINY["model_config"], "tau_m_max_ms": 5.0}})
+    assert ablation.find_finished_run(same, [tmp_path / "first"]) == source
+    assert ablation.find_finished_run(dataclasses.replace(same, lr=2 * same.lr), [tmp_path / "first"]) is None
+    # a run still training is not taken either
+    metrics = json.loads((source / "metrics.json").read_text())
+    (source / "metrics.json").write_text(json.dumps({**metrics, "status": "running"}))
+    assert ablation.find_finished_run(same, [tmp_path / "first"]) is None
+    with pytest.raises(FileNotFoundError, match="reuse_from: no such directory"):
+        ablation.run_ablation(TINY, variants, fake_store, fake_store, fake_store, out, reuse_from=[tmp_path / "nope"])
 
 
 def test_a_sweep_in_memory_reads_the_training_store_once(fake_store, tmp_path, monkeypatch):
