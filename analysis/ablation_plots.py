@@ -76,12 +76,19 @@ def plot_memory(summary: pd.DataFrame, path: str | Path, title: str = "Memory si
 
 def plot_memory_grid(summary: pd.DataFrame, path: str | Path, target_auc: float, cells: Sequence[str],
                      title: str = "Memory and timescale with and without NMDA"):
-    """AUC against d_m, one panel per cell, one line per τ_max; the target AUC as a dashed line."""
+    """AUC against d_m, one panel per cell, one line per τ_max; the target AUC as a dashed line. A single memory
+    unit has τ_m = τ_min whatever τ_max (see :func:`analysis.ablation_variants.memory_timescale_grid`): a d_m = 1
+    point starts every line that lacks one of its own."""
     fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 3.8), constrained_layout=True, sharey=True,
                              squeeze=False)
     for ax, cell in zip(axes[0], cells):
         part = summary[summary["cell"] == cell]
-        for i, (tau, rows) in enumerate(part.groupby("tau_m_max_ms")):
+        single = part[part["d_memory"] == 1]
+        shared = single["tau_m_max_ms"].nunique() == 1 and (part["d_memory"] > 1).any()
+        lines = part[part["d_memory"] > 1] if shared else part
+        for i, (tau, rows) in enumerate(lines.groupby("tau_m_max_ms")):
+            if not (rows["d_memory"] == 1).any():
+                rows = pd.concat([single, rows])
             rows = rows.sort_values("d_memory")
             _errorbar(ax, rows["d_memory"], rows, "spike_auc", marker="o", color=f"C{i}", label=f"τ_max {tau:g} ms")
         ax.axhline(target_auc, color="0.5", linestyle="--", label=f"target AUC {target_auc:g}")

@@ -116,9 +116,15 @@ def memory_variants(d_memory: Sequence[int] = D_MEMORY) -> dict[str, dict]:
 
 def memory_timescale_grid(d_memory: Sequence[int] = NMDA_D_MEMORY, tau_max_ms: Sequence[float] = NMDA_TAU_MAX_MS
                           ) -> dict[str, dict]:
-    """One variant per (d_m, τ_max): {"d_m=5, tau_max=25ms": {"model_config": {"d_memory": 5, …}}, …}."""
-    return {f"d_m={d}, tau_max={t:g}ms": {"model_config": {"d_memory": int(d), **_tau_bounds(t)}}
-            for d in d_memory for t in tau_max_ms}
+    """One variant per (d_m, τ_max): {"d_m=5, tau_max=25ms": {"model_config": {"d_memory": 5, …}}, …}.
+
+    The d_m time constants are log-spaced from τ_min to τ_max, so a single memory unit has τ_m = τ_min whatever
+    τ_max: d_m = 1 gets one variant, at τ_max = τ_min, instead of one practically identical run per τ_max."""
+    grid = {}
+    for d in d_memory:
+        for t in [TAU_MIN_MS] if int(d) == 1 else tau_max_ms:
+            grid[f"d_m={d}, tau_max={t:g}ms"] = {"model_config": {"d_memory": int(d), **_tau_bounds(t)}}
+    return grid
 
 
 def with_published(summary: pd.DataFrame) -> pd.DataFrame:

@@ -77,9 +77,11 @@ def test_memory_sweep_and_published_columns():
     assert pd.isna(merged["published_params"].iloc[1]) and np.isnan(merged["published_auc"].iloc[1])
 
 
-def test_memory_timescale_grid_is_the_product():
+def test_memory_timescale_grid_is_the_product_with_one_variant_for_a_single_unit():
     grid = variants.memory_timescale_grid([1, 5], [2, 25])
-    assert list(grid) == ["d_m=1, tau_max=2ms", "d_m=1, tau_max=25ms", "d_m=5, tau_max=2ms", "d_m=5, tau_max=25ms"]
+    # one memory unit has the one time constant τ_min = 1 ms whatever τ_max
+    assert list(grid) == ["d_m=1, tau_max=1ms", "d_m=5, tau_max=2ms", "d_m=5, tau_max=25ms"]
+    assert grid["d_m=1, tau_max=1ms"]["model_config"] == {"d_memory": 1, "tau_m_min_ms": 1.0, "tau_m_max_ms": 1.0}
     assert grid["d_m=5, tau_max=25ms"]["model_config"] == {"d_memory": 5, "tau_m_min_ms": 1.0, "tau_m_max_ms": 25.0}
 
 

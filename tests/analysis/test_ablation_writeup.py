@@ -152,3 +152,12 @@ def test_figures_draw_mean_and_sd(tmp_path):
     fig = ablation_plots.plot_memory_grid(grid, tmp_path / "g.png", 0.98, ["nmda", "ampa"])
     assert [ax.get_title() for ax in fig.axes] == ["nmda", "ampa"]
     assert (tmp_path / "g.png").exists()
+
+    # one d_m = 1 run (at τ_max = τ_min) starts the line of every τ_max
+    one_unit = {"cell": "nmda", "variant": "d_m=1, tau_max=1ms", "d_memory": 1, "tau_m_max_ms": 1.0,
+                "spike_auc_mean": 0.9, "spike_auc_sd": 0.005}
+    grid = pd.concat([_grid({"nmda": {5: 0.95, 20: 0.97}}), pd.DataFrame([one_unit])], ignore_index=True)
+    fig = ablation_plots.plot_memory_grid(grid, tmp_path / "g1.png", 0.98, ["nmda"])
+    means = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 3][::3]  # mean, mean - sd, mean + sd
+    assert [list(line.get_xdata()) for line in means] == [[1, 5, 20]] * 2
+    assert [list(line.get_ydata()) for line in means] == [[0.9, 0.94, 0.96], [0.9, 0.95, 0.97]]
