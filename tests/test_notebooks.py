@@ -31,7 +31,7 @@ CASES = {
     "timescale_ablation": (6, "tau_m_max_ms", "timescale.png", 1),
     "dendritic_ablation": (6, "routing", "dendritic.png", 1),
     "memory_size_ablation": (6, "d_memory", "memory_size.png", 1),
-    "nmda_ablation": (4, "tau_m_max_ms", "nmda.png", 2),
+    "nmda_ablation": (3, "tau_m_max_ms", "nmda.png", 2),  # d_m 1 once, d_m 5 at two tau_max
 }
 #: Notebooks whose quick-mode test trains on two processes (from the kernel, as scripts/ablations.sh runs them).
 TWO_WORKERS = ("nmda_ablation",)
