@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", type=Path, metavar="DIR", help="when the study is done, copy the models trained "
                    "on all data (without optimizer checkpoints), the learning curve and study.md into DIR (e.g. "
                    "results/quality)")
+    p.add_argument("--generate-config", metavar="TOML", help="override the config's generate_config, the cell and "
+                   "synapse model the stores are simulated with (e.g. configs/quality_ampa.toml: the AMPA-only cell "
+                   "of notebooks/nmda_ablation.ipynb, at the study's sizes and seeds)")
+    p.add_argument("--data-only", action="store_true", help="stop after simulating the stores (OUT/data)")
     p.add_argument("--reference", metavar="RUN", help="run directory of a published checkpoint (`python -m "
                    "surrogate import-elmneuron`), the learning curve's reference line")
     for name, kind in (("train-sims", int), ("valid-sims", int), ("test-sims", int), ("duration-ms", int),
@@ -249,12 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "out", "publish")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("config", "out", "publish", "data_only")}
     root = args.out
     try:
         cfg = StudyConfig.load(args.config, overrides)
         _check_same_study(cfg, root)
         stores = make_data(cfg, root / "data")
+        if args.data_only:
+            print("data: " + ", ".join(str(path) for path in stores.values()))
+            return 0
         training = train_models(cfg, root, stores)
         scored = score_models(cfg, root, stores, training)
         record = {"command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else argv)),

@@ -3,7 +3,8 @@
 # its finished (variant, seed) runs and resumes an interrupted one, so re-running the same command goes on.
 # Usage: scripts/ablations.sh [NAME ...]   NAME: timescale, dendritic, memory_size, nmda (default: all four, in
 # that order). Needs runs/quality/data (scripts/quality_study.py) and, for nmda, runs/quality_ampa/data (the same
-# sizes and seeds generated with configs/quality_ampa.toml).
+# sizes and seeds with the AMPA-only cell: scripts/quality_study.py --out runs/quality_ampa --generate-config
+# configs/quality_ampa.toml --data-only).
 # Results: runs/ablation/NAME/ (the executed notebook, run directories, ablation.csv, figure, writeup.md); the
 # write-up and its figure are copied to docs/ablations/NAME/ for the repository.
 # WORKERS runs train at once, THREADS torch threads each (defaults 2 and 1, for 2 cores: the ELM's recurrence

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import cost, study_report, study_runs
+from analysis import cost, study, study_report, study_runs
 from analysis.evaluate import AnalysisError
 from analysis.study import StudyConfig, _check_same_study, _fields, main
 from biophys.dataset import NeuronIOStore
@@ -210,6 +210,28 @@ def test_the_study_runs_end_to_end_and_a_rerun_skips_everything(tmp_path):
     assert (published / "report" / "report.md").exists()  # study.md links to it
     assert (published / "tcn_sims00008" / "model.pt").exists()
     assert not list(published.rglob("checkpoint.pt"))
+
+
+def test_data_only_simulates_the_stores_of_another_cell_at_the_study_sizes_and_seeds(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(study, "_run", lambda command, what: commands.append(command))
+    root = tmp_path / "quality_ampa"
+    argv = ["--config", "configs/quality_study.toml", "--out", str(root), "--data-only",
+            "--generate-config", "configs/quality_ampa.toml"]
+    assert main(argv) == 0
+    settings = [{key: value for key, value in zip(c, c[1:]) if key.startswith("--") and not value.startswith("--")}
+                for c in commands]
+    assert all(c[1:4] == ["-m", "biophys", "generate"] for c in commands)
+    defaults = StudyConfig.load(Path("configs/quality_study.toml"), {})
+    assert [s["--out"] for s in settings] == [str(root / "data" / f"{split}.zarr") for split in ("train", "valid",
+                                                                                               "test")]
+    assert [s["--seed"] for s in settings] == [str(defaults.seeds[k]) for k in ("train", "valid", "test")]
+    assert [s["--n-sims"] for s in settings] == [str(n) for n in (defaults.train_sims, defaults.valid_sims,
+                                                                  defaults.test_sims)]
+    assert {s["--config"] for s in settings} == {"configs/quality_ampa.toml"}
+    assert {s["--morphology"] for s in settings} == {defaults.morphology}
+    assert json.loads((root / "study_config.json").read_text())["generate_config"] == "configs/quality_ampa.toml"
+    assert sorted(p.name for p in root.iterdir()) == ["study_config.json"]  # no training, no report
 
 
 def test_publish_copies_the_final_runs_without_checkpoints_and_replaces_an_older_copy(tmp_path):
