@@ -35,6 +35,9 @@ METRIC_LABELS = {"spike_auc": "spike AUC", "rmse_mV": "RMSE (mV)", "tpr_at_1pct_
 SETTING_LABELS = {"d_memory": "d_m", "tau_m_max_ms": "τ_max (ms)"}
 KINDS = ("greater", "similar")
 WRITEUP_FILE = "writeup.md"
+#: A run whose test spike AUC is at most this ranks spikes no better than chance: its spike readout is constant or
+#: inverted -- an optimisation that failed, not a measure of its variant (seen with d_m ≤ 2 on the AMPA-only cell).
+CHANCE_AUC = 0.5
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,40 @@ def reuse_note(table: pd.DataFrame) -> str:
     return (f"{int(reused.sum())} of {len(table)} runs were trained by other sweeps under the same config (data, "
             f"settings and seed) and copied here (each has {REUSED_FILE}); their {wall:.0f} s of training are "
             "in the training total above but not in this notebook's wall time.")
+
+
+def failed_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a sweep table whose test spike AUC is at most :data:`CHANCE_AUC`."""
+    return table[table["spike_auc"] <= CHANCE_AUC]
+
+
+def failed_note(table: pd.DataFrame, by: Sequence[str] = ("cell", "variant")) -> str:
+    """A sentence naming the runs of :func:`failed_runs` (by the ``by`` columns the table has and the seed);
+    "" when there are none."""
+    failed = failed_runs(table)
+    if failed.empty:
+        return ""
+    names = "; ".join(" ".join(str(row[c]) for c in by if c in row.index) + f" seed {row['seed']} (AUC "
+                      f"{row['spike_auc']:.3f})" for _, row in failed.iterrows())
+    return (f"{len(failed)} of {len(table)} runs rank spikes no better than chance (test AUC ≤ {CHANCE_AUC:g}: a "
+            f"constant or inverted spike readout, an optimisation that failed): {names}.")
+
+
+def memory_without_failed(trained: pd.DataFrame, failed: pd.DataFrame, target: float, needs_less: str,
+                          needs_more: str, n_sd: float = 2.0) -> str:
+    """The NMDA notebook's second look: the (cell, variant)s that lost runs to :func:`failed_runs`, their spike AUC
+    without them, and :func:`decide_smallest_memory` on both settings of ``trained`` (the summary of the other
+    runs); "" when no run failed."""
+    if failed.empty:
+        return ""
+    scores = []
+    for (cell, variant), _ in failed.groupby(["cell", "variant"], sort=False):
+        row = trained[(trained["cell"] == cell) & (trained["variant"] == variant)]
+        scores.append(f"{cell} {variant} " + (mean_sd(row["spike_auc_mean"].iloc[0], row["spike_auc_sd"].iloc[0])
+                                              if len(row) else "no run left"))
+    verdicts = [decide_smallest_memory(trained, target, needs_less, needs_more, setting, n_sd).sentence
+                for setting in ("d_memory", "tau_m_max_ms")]
+    return f"Without them: {'; '.join(scores)}. " + " ".join(verdicts)
 
 
 def markdown_section(title: str, summary: pd.DataFrame, verdicts: Sequence[Verdict],

@@ -161,3 +161,25 @@ def test_figures_draw_mean_and_sd(tmp_path):
     means = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 3][::3]  # mean, mean - sd, mean + sd
     assert [list(line.get_xdata()) for line in means] == [[1, 5, 20]] * 2
     assert [list(line.get_ydata()) for line in means] == [[0.9, 0.94, 0.96], [0.9, 0.95, 0.97]]
+
+
+def test_runs_at_chance_or_below_are_named_as_failed():
+    table = pd.DataFrame({"cell": ["a", "a", "b"], "variant": ["d_m=1", "d_m=1", "d_m=1"], "seed": [0, 1, 0],
+                          "spike_auc": [0.97, 0.022, 0.5]})
+    assert list(writeup.failed_runs(table).index) == [1, 2]
+    note = writeup.failed_note(table)
+    assert note.startswith("2 of 3 runs rank spikes no better than chance")
+    assert "a d_m=1 seed 1 (AUC 0.022); b d_m=1 seed 0 (AUC 0.500)." in note
+    assert writeup.failed_note(table.iloc[:1]) == ""
+
+
+def test_the_memory_rule_is_decided_again_without_the_failed_runs():
+    # with every seed, the AMPA-like cell's d_m = 1 has a huge sd; without its failed seed it reaches the target
+    trained = _grid({"nmda": {1: 0.90, 5: 0.95}, "ampa": {1: 0.995, 5: 0.997}}, sd=0.001)
+    failed = pd.DataFrame({"cell": ["ampa"], "variant": ["d_m=1, tau_max=25ms"], "seed": [2], "spike_auc": [0.02]})
+    note = writeup.memory_without_failed(trained, failed, 0.98, needs_less="ampa", needs_more="nmda")
+    assert note.startswith("Without them: ampa d_m=1, tau_max=25ms 0.9950 ± 0.0010. **Reproduced**")
+    assert "d_m = 1 ampa reaches it" in note
+    assert writeup.memory_without_failed(trained, failed.iloc[:0], 0.98, "ampa", "nmda") == ""
+    gone = pd.DataFrame({"cell": ["ampa"], "variant": ["d_m=9"], "seed": [0], "spike_auc": [0.5]})
+    assert "ampa d_m=9 no run left" in writeup.memory_without_failed(trained, gone, 0.98, "ampa", "nmda")
