@@ -33,7 +33,8 @@ from analysis.evaluate import evaluate, load_arrays, open_run, open_store
 from biophys.dataset import NeuronIOStore
 from conventions.signals import BURN_IN_MS
 from surrogate import run as rundir
-from surrogate.config import RUNTIME_FIELDS, TrainConfig
+from surrogate.checkpoint import config_differences
+from surrogate.config import TrainConfig
 from surrogate.plan import resolve
 from surrogate.shared_data import reuse_loaded, share_directory, sigterm_as_exit
 from surrogate.train import train
@@ -204,7 +205,8 @@ def _job_config(base: Mapping, train_store: str, valid_store: str, out_dir: Path
 def find_finished_run(cfg: TrainConfig, sources: Sequence[str | Path]) -> Path | None:
     """The first finished run (:data:`surrogate.run.DONE_STATUSES`) under ``sources``, searched recursively, whose saved
     config equals ``cfg`` resolved against its stores (absolute paths, the full model config) in every field but
-    :data:`RUNTIME_FIELDS` -- the same comparison that resuming a run makes; None if there is none."""
+    :data:`surrogate.config.RUNTIME_FIELDS` (:func:`surrogate.checkpoint.config_differences`, the comparison that
+    resuming a run makes); None if there is none."""
     resolved = resolve(cfg, NeuronIOStore(cfg.train), NeuronIOStore(cfg.valid), None).cfg
     wanted = json.loads(json.dumps(dataclasses.asdict(resolved)))  # as saved: tuples become lists
     for source in sources:
@@ -214,7 +216,7 @@ def find_finished_run(cfg: TrainConfig, sources: Sequence[str | Path]) -> Path |
             if not metrics.is_file() or json.loads(metrics.read_text()).get("status") not in rundir.DONE_STATUSES:
                 continue  # a run still training (or cut short) is not the run asked for
             saved = json.loads(config_file.read_text())
-            if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in RUNTIME_FIELDS):
+            if not config_differences(wanted, saved):
                 return run_dir
     return None
 

@@ -63,10 +63,16 @@ def check_same_model(model: str, checkpoint: dict, out: Path) -> None:
                           f"--model {saved})")
 
 
+def config_differences(cfg: dict, saved: dict) -> list[str]:
+    """"field: run has …, now …" for every field, apart from RUNTIME_FIELDS, in which ``cfg`` differs from ``saved``
+    (both as dicts of TrainConfig fields); empty when they train the same run."""
+    return [f"{k}: run has {saved.get(k)!r}, now {cfg.get(k)!r}"
+            for k in sorted(set(cfg) | set(saved)) if k not in RUNTIME_FIELDS and cfg.get(k) != saved.get(k)]
+
+
 def check_resume(cfg: dict, saved: dict, out: Path) -> None:
     """Raise ConfigError listing every field, apart from RUNTIME_FIELDS, in which ``cfg`` differs from ``saved``."""
-    diffs = [f"{k}: run has {saved.get(k)!r}, now {cfg.get(k)!r}"
-             for k in sorted(set(cfg) | set(saved)) if k not in RUNTIME_FIELDS and cfg.get(k) != saved.get(k)]
+    diffs = config_differences(cfg, saved)
     if diffs:
         raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs)}); "
                           "start a new run directory instead")
